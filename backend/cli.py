@@ -1,0 +1,255 @@
+"""The ``steadytalk`` command line. Thin: parses arguments, calls the library, reports.
+
+User errors end with ``error: <what went wrong> <what to do>`` and exit status 2, never a
+traceback; ``STEADYTALK_DEBUG=1`` shows the traceback for bug reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from steadytalk_shared.schema import CHANNELS, lip_aperture
+
+from . import __version__
+from .errors import SteadyTalkError
+
+DEMO_AUDIO = "demo_speech.wav"
+DEMO_TRANSCRIPT = "demo_speech.txt"
+
+
+def _positive_fps(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"fps must be a number like 25 or 29.97, got {text!r}") from None
+    if not (1.0 <= value <= 1000.0):
+        raise argparse.ArgumentTypeError(f"fps must be between 1 and 1000, got {text}")
+    return value
+
+
+def _strength(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"smoothing strength must be a number, got {text!r}") from None
+    if not (0.0 <= value <= 10.0):
+        raise argparse.ArgumentTypeError("smoothing strength must be between 0 (off) and 10; 1 is the default")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="steadytalk", description="Motion-stable audio-driven facial animation.")
+    parser.add_argument("--version", action="version", version=f"steadytalk {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    lipsync = sub.add_parser("lipsync", help="audio -> smoothed ARKit mouth curves (JSON, CSV)")
+    lipsync.add_argument("audio", type=Path, help="speech recording: WAV, FLAC, MP3 or OGG, any rate")
+    text = lipsync.add_mutually_exclusive_group()
+    text.add_argument("--transcript", help="the words spoken (forced alignment: much more accurate)")
+    text.add_argument("--transcript-file", type=Path, help="a UTF-8 text file with the words spoken")
+    lipsync.add_argument("--fps", type=_positive_fps, default=25.0, help="frame rate of the curves (29.97 works)")
+    lipsync.add_argument(
+        "--smoothing", type=_strength, default=1.0, help="adaptive smoothing strength: 0 off, 1 default"
+    )
+    lipsync.add_argument("--out", type=Path, required=True, help="output JSON file")
+    lipsync.add_argument("--csv", type=Path, help="also write the smoothed curves as CSV (frame, time, channels)")
+    lipsync.add_argument(
+        "--max-duration", type=float, default=None, help="longest audio accepted, in seconds (default 7200)"
+    )
+    lipsync.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    serve = sub.add_parser("serve", help="run the ZeroMQ backend (loopback by default)")
+    serve.add_argument("--bind", default="tcp://127.0.0.1:5757", help="ZeroMQ endpoint to bind (loopback by default)")
+    serve.add_argument("--workers", type=int, default=2, help="jobs processed at once")
+
+    demo = sub.add_parser("demo", help="lip-sync the bundled speech clip (the README's main job)")
+    demo.add_argument("--out", type=Path, default=Path("demo_output"), help="folder for the results")
+
+    evaluate = sub.add_parser("eval", help="evaluation reports")
+    eval_sub = evaluate.add_subparsers(dest="target", required=True)
+    eval_lipsync = eval_sub.add_parser("lipsync", help="closure/open-vowel/rest rates and stability on GRID clips")
+    eval_lipsync.add_argument("directory", type=Path, help="folder with NAME.align and NAME.16k.wav (GRID layout)")
+    eval_lipsync.add_argument("--fps", type=_positive_fps, default=25.0)
+    eval_lipsync.add_argument("--speech-dir", type=Path, help="folder of other speech for the stability table")
+    eval_lipsync.add_argument("--json", type=Path, help="also write the report as JSON")
+
+    train = sub.add_parser("smoother-train", help="retrain the default adaptive smoother (reproducible)")
+    train.add_argument("--out", type=Path, required=True, help="output .safetensors (a .json config is written beside)")
+    train.add_argument("--steps", type=int, default=None)
+    return parser
+
+
+class _ProgressBar:
+    """tqdm on stderr when it is a terminal or the audio is long; silent otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._bar = None
+        self._enabled = enabled
+
+    def __call__(self, fraction: float, stage: str) -> None:
+        if not self._enabled:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=100, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
+        self._bar.set_description(stage)
+        self._bar.update(int(fraction * 100) - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _read_transcript(args: argparse.Namespace) -> str | None:
+    if args.transcript_file is None:
+        return args.transcript
+    try:
+        return args.transcript_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SteadyTalkError(f"Transcript file not found: {args.transcript_file}.", "Check the path.") from None
+    except (UnicodeDecodeError, IsADirectoryError) as exc:
+        raise SteadyTalkError(
+            f"Could not read the transcript {args.transcript_file} ({exc}).", "Save it as UTF-8 plain text."
+        ) from None
+
+
+def _summary(result, elapsed: float) -> str:
+    aperture = lip_aperture(result.smoothed)
+    speech = [p for p in result.phones if p.phone != "SIL"]
+    active = [CHANNELS[i] for i in np.argsort(-result.smoothed.max(axis=0))[:5] if result.smoothed[:, i].max() > 0.05]
+    return "\n".join(
+        [
+            f"  audio        {result.duration:.2f} s, {result.mode} ({len(speech)} phones)",
+            f"  frames       {result.num_frames} at {result.fps:g} fps, {len(result.channels)} channels",
+            f"  smoothing    strength {result.smoothing_strength:g}, kernel sigma {result.sigma.min():.2f}"
+            f"-{result.sigma.max():.2f} frames (median {np.median(result.sigma):.2f})",
+            f"  mouth        open {np.mean(aperture > 0.1):.0%} of frames, peak jawOpen {result.smoothed[:, 0].max():.2f}",
+            f"  most active  {', '.join(active)}",
+            f"  took         {elapsed:.2f} s ({result.duration / max(elapsed, 1e-9):.0f}x real time)",
+        ]
+    )
+
+
+def _write_outputs(result, out: Path, csv_path: Path | None) -> None:
+    for path in (out, csv_path):
+        if path is not None and path.parent and not path.parent.exists():
+            raise SteadyTalkError(f"Output folder does not exist: {path.parent}.", "Create it or choose another --out.")
+    # Write next to the target, then rename: an interrupted run never leaves a truncated file.
+    tmp = out.with_name(out.name + ".partial")
+    result.write_json(tmp)
+    tmp.replace(out)
+    if csv_path is not None:
+        csv_path.write_text(result.to_csv())
+
+
+def cmd_lipsync(args: argparse.Namespace) -> int:
+    from .audio import AudioConfig
+    from .engine import EngineConfig, LipsyncEngine
+
+    transcript = _read_transcript(args)
+    config = (
+        EngineConfig() if args.max_duration is None else EngineConfig(audio=AudioConfig(max_seconds=args.max_duration))
+    )
+    bar = _ProgressBar(enabled=not args.quiet and sys.stderr.isatty())
+    started = time.perf_counter()
+    try:
+        result = LipsyncEngine(config).run(args.audio, transcript, fps=args.fps, strength=args.smoothing, progress=bar)
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - started
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    _write_outputs(result, args.out, args.csv)
+    print(f"wrote {args.out}" + (f" and {args.csv}" if args.csv else ""))
+    print(_summary(result, elapsed))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .engine import LipsyncEngine
+
+    data = resources.files("steadytalk_backend.data")
+    args.out.mkdir(parents=True, exist_ok=True)
+    with resources.as_file(data / DEMO_AUDIO) as audio:
+        transcript = (data / DEMO_TRANSCRIPT).read_text(encoding="utf-8").strip()
+        print(f'Lip-sync of the bundled clip {DEMO_AUDIO}: "{transcript}"')
+        engine = LipsyncEngine()
+        for label, text in (("with_transcript", transcript), ("without_transcript", None)):
+            started = time.perf_counter()
+            result = engine.run(audio, text, fps=30.0)
+            elapsed = time.perf_counter() - started
+            out = args.out / f"demo_{label}.json"
+            _write_outputs(result, out, out.with_suffix(".csv"))
+            print(f"\nwrote {out} and {out.with_suffix('.csv')}")
+            print(_summary(result, elapsed))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import LipsyncServer, ServerConfig
+
+    server = LipsyncServer(ServerConfig(bind=args.bind, workers=args.workers))
+    server.install_signal_handlers()
+    print(f"steadytalk {__version__} serving on {server.endpoint} (Ctrl+C to stop)", flush=True)
+    server.serve_forever()
+    print("stopped")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate_lipsync, format_report, write_report
+
+    report = evaluate_lipsync(args.directory, fps=args.fps, speech_dir=args.speech_dir)
+    print(format_report(report))
+    if args.json:
+        write_report(report, args.json)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def cmd_smoother_train(args: argparse.Namespace) -> int:
+    from .train_smoother import main as train_main
+
+    train_main(str(args.out), steps=args.steps)
+    return 0
+
+
+COMMANDS = {
+    "lipsync": cmd_lipsync,
+    "demo": cmd_demo,
+    "serve": cmd_serve,
+    "eval": cmd_eval,
+    "smoother-train": cmd_smoother_train,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except SteadyTalkError as exc:
+        if os.environ.get("STEADYTALK_DEBUG"):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as exc:
+        if os.environ.get("STEADYTALK_DEBUG"):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""The lip-sync engine: audio (+ optional transcript) -> adaptively smoothed ARKit curves.
+
+    audio --(16 kHz mono, chunks cut at pauses)--> phones (alignment or recognition)
+          --> frame energy --> viseme coarticulation --> raw curves
+          --> adaptive Gaussian smoothing (numpy, shared/) --> LipsyncResult
+
+Long audio is processed chunk by chunk, so memory stays bounded by the chunk size plus the
+per-frame outputs (about 4 KB per second of audio at 30 fps).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from steadytalk_shared.curves import LipsyncResult, Phone, frame_times, num_frames_for
+from steadytalk_shared.schema import rest_pose
+from steadytalk_shared.smoothing import AdaptiveSmoother, default_smoother
+
+from .audio import SAMPLE_RATE, AudioConfig, AudioSource, AudioStream, peak_dbfs
+from .errors import CancelledError, TranscriptError
+from .phonetics import SILENCE, Phonetizer, RecognizerConfig, normalize_transcript
+from .prosody import HOP, HOP_SECONDS, frame_energy_db
+from .visemes import CoarticulationConfig, phones_to_curves
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[float, str], None]
+CancelCheck = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    recognizer: RecognizerConfig = field(default_factory=RecognizerConfig)
+    coarticulation: CoarticulationConfig = field(default_factory=CoarticulationConfig)
+    # Forced alignment runs over the whole utterance in one search; beyond ten minutes its
+    # memory grows past what a laptop should spend, so longer audio must be split.
+    max_alignment_seconds: float = 600.0
+    # A chunk is cut at the quietest 10 ms inside its last this-many seconds (a pause).
+    cut_search_seconds: float = 8.0
+
+
+class LipsyncEngine:
+    """Reusable engine: holds the pocketsphinx decoders and the smoother between calls."""
+
+    def __init__(self, config: EngineConfig | None = None, smoother: AdaptiveSmoother | None = None) -> None:
+        self.config = config or EngineConfig()
+        self.phonetizer = Phonetizer(self.config.recognizer)
+        self.smoother = smoother or default_smoother()
+
+    def run(
+        self,
+        source: AudioSource,
+        transcript: str | None = None,
+        fps: float = 25.0,
+        strength: float = 1.0,
+        progress: ProgressCallback | None = None,
+        cancelled: CancelCheck | None = None,
+    ) -> LipsyncResult:
+        if not (np.isfinite(fps) and 1.0 <= fps <= 1000.0):
+            raise ValueError(f"fps must be between 1 and 1000, got {fps}")
+        if not (np.isfinite(strength) and 0.0 <= strength <= 10.0):
+            raise ValueError(f"smoothing strength must be between 0 and 10, got {strength}")
+        report = progress or (lambda fraction, stage: None)
+        warnings: list[str] = []
+        with AudioStream(source, self.config.audio) as stream:
+            words = self._transcript_words(transcript, stream.duration, warnings)
+            if words:
+                phones, energy, peak = self._align(stream, words, warnings, report)
+                mode = "alignment" if phones is not None else "recognition"
+            else:
+                phones, mode = None, "recognition"
+            if phones is None:
+                phones, energy, peak = self._recognize(stream, report, cancelled)
+            duration = stream.duration
+
+        num_frames = num_frames_for(duration, fps)
+        if peak < self.config.audio.silence_peak_dbfs:
+            warnings.append(
+                f"The audio is silent (peak {peak:.0f} dBFS); the result is the rest pose. "
+                "Check that the right file or track was chosen."
+            )
+            raw = rest_pose(num_frames)
+            phones = [Phone(SILENCE, 0.0, duration)]
+        else:
+            times = frame_times(num_frames, fps)
+            energy_at_frames = np.interp(times, (np.arange(len(energy)) + 0.5) * HOP_SECONDS, energy)
+            speech = _speech_mask(phones, times)
+            raw = phones_to_curves(phones, num_frames, fps, energy_at_frames, speech, self.config.coarticulation)
+        report(0.97, "smoothing")
+        smoothed, sigma = self.smoother.smooth(raw, strength)
+        report(1.0, "done")
+        return LipsyncResult(
+            fps=float(fps),
+            raw=raw,
+            smoothed=smoothed,
+            sigma=sigma.astype(np.float32),
+            phones=phones,
+            duration=duration,
+            mode=mode,
+            smoothing_strength=float(strength),
+            warnings=warnings,
+        )
+
+    def _transcript_words(self, transcript: str | None, duration: float, warnings: list[str]) -> list[str]:
+        if transcript is None or not transcript.strip():
+            return []
+        words = normalize_transcript(transcript)
+        if not words:
+            raise TranscriptError("The transcript has no words.", "Pass the words spoken, or no transcript.")
+        if duration > self.config.max_alignment_seconds:
+            raise TranscriptError(
+                f"Transcripts can be aligned to at most {self.config.max_alignment_seconds / 60:.0f} minutes "
+                f"of audio; this audio is {duration / 60:.1f} minutes.",
+                "Split audio and transcript into parts, or run without a transcript.",
+            )
+        unknown = self.phonetizer.unknown_words(words)
+        if unknown:
+            warnings.append(
+                "Not in the pronunciation dictionary: "
+                + ", ".join(sorted(set(unknown))[:10])
+                + ". Used phone recognition instead of the transcript; spell these words out for alignment."
+            )
+            return []
+        return words
+
+    def _align(
+        self, stream: AudioStream, words: list[str], warnings: list[str], report: ProgressCallback
+    ) -> tuple[list[Phone] | None, np.ndarray, float]:
+        report(0.05, "aligning")
+        samples = np.concatenate(list(stream.chunks()))
+        energy = frame_energy_db(samples)
+        peak = peak_dbfs(samples)
+        if peak < self.config.audio.silence_peak_dbfs:
+            return [Phone(SILENCE, 0.0, stream.duration)], energy, peak
+        try:
+            phones = self.phonetizer.align(samples, words)
+        except TranscriptError as exc:
+            warnings.append(f"{exc.message} Used phone recognition instead.")
+            return None, energy, peak
+        report(0.9, "aligned")
+        return phones, energy, peak
+
+    def _recognize(
+        self, stream: AudioStream, report: ProgressCallback, cancelled: CancelCheck | None
+    ) -> tuple[list[Phone], np.ndarray, float]:
+        chunk_samples = int(self.config.audio.chunk_seconds * SAMPLE_RATE)
+        search = int(self.config.cut_search_seconds * SAMPLE_RATE)
+        total = max(stream.num_samples, 1)
+        phones: list[Phone] = []
+        energies: list[np.ndarray] = []
+        peak = -np.inf
+        buffer = np.zeros(0, dtype=np.float32)
+        offset = 0  # samples already handed to the recognizer
+        pieces = stream.chunks()
+        exhausted = False
+        while not exhausted or len(buffer):
+            while not exhausted and len(buffer) < chunk_samples + search:
+                piece = next(pieces, None)
+                if piece is None:
+                    exhausted = True
+                else:
+                    buffer = np.concatenate([buffer, piece])
+            cut = len(buffer) if exhausted else _quiet_cut(buffer, chunk_samples, search)
+            segment, buffer = buffer[:cut], buffer[cut:]
+            if cancelled is not None and cancelled():
+                raise CancelledError("Lip-sync was cancelled.")
+            segment_peak = peak_dbfs(segment)
+            peak = max(peak, segment_peak)
+            energies.append(frame_energy_db(segment)[: cut // HOP])
+            start = offset / SAMPLE_RATE
+            if segment_peak >= self.config.audio.silence_peak_dbfs:
+                phones += self.phonetizer.recognize(segment, offset=start)
+            else:
+                phones.append(Phone(SILENCE, start, start + cut / SAMPLE_RATE))
+            offset += cut
+            report(0.05 + 0.9 * min(offset / total, 1.0), "recognizing phones")
+        energy = np.concatenate(energies) if energies else np.zeros(1)
+        return phones, energy, peak
+
+
+def _quiet_cut(buffer: np.ndarray, chunk_samples: int, search: int) -> int:
+    """Index near ``chunk_samples`` at the quietest 10 ms frame, a multiple of the hop."""
+    window = buffer[chunk_samples : chunk_samples + search]
+    frames = len(window) // HOP
+    if frames == 0:
+        return min(chunk_samples, len(buffer))
+    power = (window[: frames * HOP].reshape(frames, HOP) ** 2).mean(axis=1)
+    return chunk_samples + int(np.argmin(power)) * HOP
+
+
+def _speech_mask(phones: list[Phone], times: np.ndarray) -> np.ndarray:
+    mask = np.zeros(len(times), dtype=bool)
+    for p in phones:
+        if p.phone != SILENCE:
+            lo, hi = np.searchsorted(times, [p.start, p.end])
+            mask[lo:hi] = True
+    return mask
