@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,8 +62,9 @@ class AudioStream:
         try:
             self._file = sf.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else str(source))
         except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+            reason = re.sub(r"^Error opening .*?: ", "", str(exc)).strip()
             raise AudioError(
-                f"Could not read {self.name} as audio ({exc}).",
+                f"Could not read {self.name} as audio ({reason}).",
                 f"Use a {SUPPORTED} file; if it plays elsewhere, re-export it, it may be damaged.",
             ) from exc
         self.source_rate = int(self._file.samplerate)

@@ -35,6 +35,7 @@ from .errors import SteadyTalkError
 from .phonetics import normalize_transcript, pronunciation_dictionary
 
 ALIGN_UNITS_PER_SECOND = 25_000.0
+SILENCE_WORDS = {"sil", "sp"}  # GRID marks silence and short pauses as words
 BILABIALS = {"P", "B", "M"}
 OPEN_VOWELS = {"AA", "AE", "AH", "AO", "AW", "AY"}
 CLOSURE_WINDOW = 0.08
@@ -56,7 +57,7 @@ class Word:
 class Clip:
     name: str
     audio: Path
-    words: list[Word]  # including "sil" entries
+    words: list[Word]  # including silence entries (SILENCE_WORDS)
     transcript: str
 
 
@@ -107,7 +108,7 @@ def find_clips(directory: Path) -> list[Clip]:
         if audio is None:
             continue
         words = read_align(align)
-        text = transcripts.get(name) or " ".join(w.word for w in words if w.word != "sil")
+        text = transcripts.get(name) or " ".join(w.word for w in words if w.word not in SILENCE_WORDS)
         clips.append(Clip(name, audio, words, text))
     if not clips:
         raise SteadyTalkError(f"No clips found in {directory}.", "Expected NAME.align with NAME.16k.wav or NAME.wav.")
@@ -123,7 +124,7 @@ def score_clip(aperture: np.ndarray, fps: float, clip: Clip, scores: Scores) -> 
     times = frame_times(len(aperture), fps)
     reference = np.percentile(aperture, 95)
     lexicon = pronunciation_dictionary()
-    speech = [w for w in clip.words if w.word != "sil"]
+    speech = [w for w in clip.words if w.word not in SILENCE_WORDS]
     for w in speech:
         in_word = (times >= w.start) & (times <= w.end)
         if _first_phone(w.word) in BILABIALS:

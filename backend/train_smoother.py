@@ -156,7 +156,9 @@ def validation_report(net: AdaptiveSmootherNet, clean: list[np.ndarray], noisy: 
     """RMSE to the clean curves: jittered input, best fixed Gaussian, adaptive smoother."""
 
     def rmse(outputs: list[np.ndarray]) -> float:
-        return float(np.sqrt(np.mean(np.concatenate([(o - c).ravel() ** 2 for o, c in zip(outputs, clean, strict=True)]))))
+        return float(
+            np.sqrt(np.mean(np.concatenate([(o - c).ravel() ** 2 for o, c in zip(outputs, clean, strict=True)])))
+        )
 
     with torch.no_grad():
         adaptive = [
