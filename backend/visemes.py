@@ -51,10 +51,15 @@ class Viseme:
     # Dominance magnitude per articulator; unspecified ones use ``base``.
     dominance: dict[str, float]
     base: float = 1.0
+    # Multiplies the decay rates: a large magnitude alone would also spread a phone far into
+    # its neighbours, so brief, strong gestures (lip seal, lip-to-teeth) decay faster.
+    sharpness: float = 1.0
 
 
-def _v(targets: dict[str, float], dominance: dict[str, float] | None = None, base: float = 1.0) -> Viseme:
-    return Viseme(targets, dominance or {}, base)
+def _v(
+    targets: dict[str, float], dominance: dict[str, float] | None = None, base: float = 1.0, sharpness: float = 1.0
+) -> Viseme:
+    return Viseme(targets, dominance or {}, base, sharpness)
 
 
 _BILABIAL_DOMINANCE = {"closure": 8.0, "jaw": 2.5, "press": 4.0, "lower_down": 4.0, "upper_up": 4.0}
@@ -64,7 +69,7 @@ _ROUND_DOMINANCE = {"funnel": 3.0, "pucker": 3.0}
 # looking at ARKit reference captures of each sound: open vowels open the jaw 0.5-0.7,
 # spread vowels stretch the corners, rounded vowels funnel and pucker.
 VISEMES: dict[str, Viseme] = {
-    "SIL": _v({}, {"closure": 0.5}, base=1.0),
+    "SIL": _v({}, {"closure": 0.5}, base=1.0),  # rest pose: every channel 0
     "AA": _v({"jaw": 0.70, "lower_down": 0.30, "upper_up": 0.10}),
     "AE": _v({"jaw": 0.60, "stretch": 0.25, "lower_down": 0.35, "upper_up": 0.20}),
     "AH": _v({"jaw": 0.50, "lower_down": 0.25, "upper_up": 0.05}),
@@ -75,11 +80,19 @@ VISEMES: dict[str, Viseme] = {
     "IY": _v({"jaw": 0.20, "stretch": 0.35, "smile": 0.20, "lower_down": 0.15, "upper_up": 0.10}),
     "UH": _v({"jaw": 0.30, "funnel": 0.30, "pucker": 0.30}, _ROUND_DOMINANCE),
     "UW": _v({"jaw": 0.20, "funnel": 0.35, "pucker": 0.65}, _ROUND_DOMINANCE),
-    "B": _v({"jaw": 0.08, "closure": 1.0, "press": 0.30, "cheek_puff": 0.05}, _BILABIAL_DOMINANCE),
-    "P": _v({"jaw": 0.08, "closure": 1.0, "press": 0.45, "cheek_puff": 0.08}, _BILABIAL_DOMINANCE),
-    "M": _v({"jaw": 0.06, "closure": 1.0, "press": 0.25, "roll_lower": 0.05}, _BILABIAL_DOMINANCE),
-    "F": _v({"jaw": 0.12, "roll_lower": 0.55, "upper_up": 0.25, "shrug_lower": 0.1}, {"roll_lower": 5.0, "jaw": 2.0}),
-    "V": _v({"jaw": 0.12, "roll_lower": 0.50, "upper_up": 0.20, "shrug_lower": 0.1}, {"roll_lower": 5.0, "jaw": 2.0}),
+    "B": _v({"jaw": 0.08, "closure": 1.0, "press": 0.30, "cheek_puff": 0.05}, _BILABIAL_DOMINANCE, sharpness=3.0),
+    "P": _v({"jaw": 0.08, "closure": 1.0, "press": 0.45, "cheek_puff": 0.08}, _BILABIAL_DOMINANCE, sharpness=3.0),
+    "M": _v({"jaw": 0.06, "closure": 1.0, "press": 0.25, "roll_lower": 0.05}, _BILABIAL_DOMINANCE, sharpness=3.0),
+    "F": _v(
+        {"jaw": 0.12, "roll_lower": 0.55, "upper_up": 0.25, "shrug_lower": 0.1},
+        {"roll_lower": 5.0, "jaw": 2.0},
+        sharpness=2.0,
+    ),
+    "V": _v(
+        {"jaw": 0.12, "roll_lower": 0.50, "upper_up": 0.20, "shrug_lower": 0.1},
+        {"roll_lower": 5.0, "jaw": 2.0},
+        sharpness=2.0,
+    ),
     "TH": _v({"jaw": 0.18, "tongue": 0.45, "lower_down": 0.10}, {"tongue": 4.0}),
     "DH": _v({"jaw": 0.16, "tongue": 0.35, "lower_down": 0.10}, {"tongue": 4.0}),
     "L": _v({"jaw": 0.25, "tongue": 0.15, "lower_down": 0.15}, {"tongue": 2.0}, base=0.8),
@@ -120,8 +133,9 @@ class CoarticulationConfig:
     # Fraction of a phone's half-duration held at full dominance (a plateau), so long vowels
     # hold their shape instead of peaking only at the centre.
     plateau: float = 0.6
-    # Dominance below this is ignored: limits each phone's reach to a few hundred ms.
-    reach_seconds: float = 0.35
+    # Beyond this a phone has no influence (exp(-15 * 0.25) = 2% of its peak dominance), so
+    # long silences are exactly the rest pose.
+    reach_seconds: float = 0.25
     # Jaw gain from energy: quiet speech opens less, loud speech more (gain range).
     energy_gain_min: float = 0.55
     energy_gain_max: float = 1.15
@@ -154,6 +168,7 @@ def _table() -> tuple[dict[str, int], np.ndarray, np.ndarray]:
 
 
 _ROW, _TARGETS, _DOMINANCE = _table()
+_SHARPNESS = np.array([VISEMES[name].sharpness for name in _ROW])
 
 
 def articulation(phones: list[Phone], times: np.ndarray, config: CoarticulationConfig) -> np.ndarray:
@@ -170,7 +185,7 @@ def articulation(phones: list[Phone], times: np.ndarray, config: CoarticulationC
         centre = 0.5 * (p.start + p.end)
         half = 0.5 * (p.end - p.start)
         distance = np.maximum(0.0, np.abs(t - centre) - config.plateau * half)
-        theta = np.where(t < centre, config.theta_anticipation, config.theta_carryover)
+        theta = _SHARPNESS[row] * np.where(t < centre, config.theta_anticipation, config.theta_carryover)
         weight = np.exp(-theta * distance)[:, None] * _DOMINANCE[row]  # (t, A)
         numerator[lo:hi] += weight * _TARGETS[row]
         denominator[lo:hi] += weight
