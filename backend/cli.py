@@ -131,7 +131,8 @@ def _summary(result, elapsed: float) -> str:
             f"  frames       {result.num_frames} at {result.fps:g} fps, {len(result.channels)} channels",
             f"  smoothing    strength {result.smoothing_strength:g}, kernel sigma {result.sigma.min():.2f}"
             f"-{result.sigma.max():.2f} frames (median {np.median(result.sigma):.2f})",
-            f"  mouth        open {np.mean(aperture > 0.1):.0%} of frames, peak jawOpen {result.smoothed[:, 0].max():.2f}",
+            f"  mouth        open {np.mean(aperture > 0.1):.0%} of frames, "
+            f"peak jawOpen {result.smoothed[:, CHANNELS.index('jawOpen')].max():.2f}",
             f"  most active  {', '.join(active)}",
             f"  took         {elapsed:.2f} s ({result.duration / max(elapsed, 1e-9):.0f}x real time)",
         ]
