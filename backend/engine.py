@@ -141,6 +141,12 @@ class LipsyncEngine:
         except TranscriptError as exc:
             warnings.append(f"{exc.message} Used phone recognition instead.")
             return None, energy, peak
+        problem = _implausible_alignment(phones, energy)
+        if problem:
+            warnings.append(
+                f"The transcript does not seem to cover the audio ({problem}). Used phone recognition instead."
+            )
+            return None, energy, peak
         report(0.9, "aligned")
         return phones, energy, peak
 
@@ -180,6 +186,36 @@ class LipsyncEngine:
             report(0.05 + 0.9 * min(offset / total, 1.0), "recognizing phones")
         energy = np.concatenate(energies) if energies else np.zeros(1)
         return phones, energy, peak
+
+
+# An aligned non-silence phone longer than this means the search stretched a word over speech
+# the transcript does not contain (phones last 30-300 ms; a held vowel rarely 1 s).
+MAX_PHONE_SECONDS = 1.2
+# Loud audio that may fall in aligned silence before the transcript is considered incomplete:
+# both a share and an amount, because breaths, lip smacks and clicks are loud but not words
+# (GRID's own alignment leaves a 0.4 s, -14 dBFS noise as silence).
+MAX_LOUD_SILENCE_SHARE = 0.25
+MAX_LOUD_SILENCE_SECONDS = 1.0
+
+
+def _implausible_alignment(phones: list[Phone], energy_db: np.ndarray) -> str:
+    """Why an alignment that pocketsphinx accepted cannot be right, or "" when it looks fine."""
+    longest = max((p.end - p.start for p in phones if p.phone != SILENCE), default=0.0)
+    if longest > MAX_PHONE_SECONDS:
+        return f"one phone lasts {longest:.1f} s"
+    # "Loud" is above the midpoint (in dB) between the noise floor and the speech level, so
+    # recordings with 20-30 dB of SNR (GRID) count their noise as silence.
+    floor, speech_level = np.percentile(energy_db, [10, 90])
+    loud = energy_db > 0.5 * (floor + speech_level)
+    in_silence = np.zeros(len(energy_db) + 1, dtype=bool)
+    for p in phones:
+        if p.phone == SILENCE:
+            in_silence[int(p.start / HOP_SECONDS) : int(np.ceil(p.end / HOP_SECONDS))] = True
+    unaligned = loud & in_silence[: len(loud)]
+    share = float(unaligned.sum() / max(loud.sum(), 1))
+    if share > MAX_LOUD_SILENCE_SHARE and unaligned.sum() * HOP_SECONDS > MAX_LOUD_SILENCE_SECONDS:
+        return f"{share:.0%} of the speech is left unaligned"
+    return ""
 
 
 def _quiet_cut(buffer: np.ndarray, chunk_samples: int, search: int) -> int:

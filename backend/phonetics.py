@@ -10,6 +10,7 @@ recognition with a warning instead of failing the job (BRIEF section 8).
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ from .audio import SAMPLE_RATE, to_int16
 from .errors import TranscriptError
 
 FRAME_SECONDS = 0.01  # pocketsphinx's frame rate is 100 frames/s
+# Silence added around every utterance before decoding: tightly trimmed clips otherwise make the
+# search end inside the last word, which drops it from the alignment or fails it altogether.
+PAD_SECONDS = 0.3
 SILENCE = "SIL"
 # Noise and filler units of the en-us model: mouth at rest for our purposes.
 _NON_SPEECH = {"SIL", "+SPN+", "+NSN+", "+BREATH+", "+COUGH+", "+NOISE+", "+UM+", "+UH+", "<sil>", "</s>", "<s>"}
@@ -97,6 +101,22 @@ def _merge_silences(phones: list[Phone]) -> list[Phone]:
     return merged
 
 
+def _padded_pcm(samples: np.ndarray) -> bytes:
+    pad = np.zeros(int(PAD_SECONDS * SAMPLE_RATE), dtype=np.int16)
+    return np.concatenate([pad, to_int16(samples), pad]).tobytes()
+
+
+def _unpad(phones: list[Phone], offset: float, duration: float, pad: float = PAD_SECONDS) -> list[Phone]:
+    """Shift phones decoded on padded audio back onto the original timeline, clipped to it."""
+    out = []
+    for p in phones:
+        start = min(max(p.start - pad, 0.0), duration) + offset
+        end = min(max(p.end - pad, 0.0), duration) + offset
+        if end > start:
+            out.append(Phone(p.phone, start, end, p.word))
+    return _merge_silences(out)
+
+
 class Phonetizer:
     """Holds the pocketsphinx decoders (creating one costs ~0.25 s, so they are reused).
 
@@ -107,6 +127,7 @@ class Phonetizer:
         self.config = config or RecognizerConfig()
         self._lock = threading.Lock()
         self._aligner: Decoder | None = None
+        self._strict_aligner: Decoder | None = None
         self._recognizer: Decoder | None = None
 
     def _get_aligner(self) -> Decoder:
@@ -118,6 +139,20 @@ class Phonetizer:
                 loglevel="FATAL",
             )
         return self._aligner
+
+    def _get_strict_aligner(self) -> Decoder:
+        if self._strict_aligner is None:
+            self._strict_aligner = Decoder(
+                hmm=str(model_dir() / "en-us"),
+                dict=str(model_dir() / "cmudict-en-us.dict"),
+                samprate=SAMPLE_RATE,
+                loglevel="FATAL",
+                fsgusefiller=False,
+                beam=1e-120,
+                wbeam=1e-100,
+                pbeam=1e-120,
+            )
+        return self._strict_aligner
 
     def _get_recognizer(self) -> Decoder:
         if self._recognizer is None:
@@ -139,7 +174,7 @@ class Phonetizer:
 
     def recognize(self, samples: np.ndarray, offset: float = 0.0) -> list[Phone]:
         """Phone recognition of float32 16 kHz ``samples``; times shifted by ``offset`` seconds."""
-        pcm = to_int16(samples).tobytes()
+        pcm = _padded_pcm(samples)
         with self._lock:
             decoder = self._get_recognizer()
             decoder.start_utt()
@@ -147,45 +182,62 @@ class Phonetizer:
             decoder.end_utt()
             segments = [(s.word, s.start_frame, s.end_frame + 1) for s in decoder.seg()]
         phones = [
-            Phone(_clean_phone(name), offset + start * FRAME_SECONDS, offset + end * FRAME_SECONDS)
-            for name, start, end in segments
+            Phone(_clean_phone(name), start * FRAME_SECONDS, end * FRAME_SECONDS) for name, start, end in segments
         ]
-        return _merge_silences(phones)
+        return _unpad(phones, offset, len(samples) / SAMPLE_RATE)
 
     def align(self, samples: np.ndarray, words: list[str], offset: float = 0.0) -> list[Phone]:
         """Forced alignment of ``words`` (normalized, in-dictionary) to ``samples``.
 
-        Raises TranscriptError when the transcript does not fit the audio.
+        Two searches: first on silence-padded audio with optional fillers between words (handles
+        pauses and breaths); if that finds no path through every word, a strict search without
+        fillers and with wide beams on the audio as it is (succeeds on tightly trimmed,
+        pause-free clips such as synthetic speech). Raises TranscriptError when neither fits.
         """
         if not words:
             raise TranscriptError("The transcript is empty.", "Pass the words spoken, or no transcript.")
-        pcm = to_int16(samples).tobytes()
+        duration = len(samples) / SAMPLE_RATE
+        attempts = (
+            (self._get_aligner, _padded_pcm(samples), PAD_SECONDS),
+            (self._get_strict_aligner, to_int16(samples).tobytes(), 0.0),
+        )
+        failure = ""
         with self._lock:
-            decoder = self._get_aligner()
-            try:
-                decoder.set_align_text(" ".join(words))
-                decoder.start_utt()
-                decoder.process_raw(pcm, full_utt=True)
-                decoder.end_utt()
-                decoder.set_alignment()
-                decoder.start_utt()
-                decoder.process_raw(pcm, full_utt=True)
-                decoder.end_utt()
-                alignment = decoder.get_alignment()
-                if alignment is None:
-                    raise RuntimeError("no alignment")
-                phones: list[Phone] = []
-                for word in alignment:
-                    word_name = "" if word.name in _NON_SPEECH else re.sub(r"\(\d+\)$", "", word.name)
-                    for p in word:
-                        start = offset + p.start * FRAME_SECONDS
-                        end = offset + (p.start + p.duration) * FRAME_SECONDS
-                        phones.append(Phone(_clean_phone(p.name), start, end, word_name))
-            except RuntimeError as exc:
-                raise TranscriptError(
-                    f"The transcript does not match the audio ({exc}).",
-                    "Check that it is the text actually spoken, or run without a transcript.",
-                ) from exc
-        if not any(p.phone != SILENCE for p in phones):
-            raise TranscriptError("Alignment found no speech for the transcript.", "Check the transcript.")
-        return _merge_silences(phones)
+            for get_decoder, pcm, pad in attempts:
+                try:
+                    phones = _run_alignment(get_decoder(), pcm, words)
+                except RuntimeError as exc:
+                    failure = str(exc)
+                    continue
+                aligned = [w for w, _ in itertools.groupby(p.word for p in phones) if w]
+                if len(aligned) == len(words):
+                    return _unpad(phones, offset, duration, pad)
+                failure = f"only {len(aligned)} of the transcript's {len(words)} words fit the audio"
+        raise TranscriptError(
+            f"The transcript does not match the audio ({failure}).",
+            "Check that it is complete and is the text actually spoken, or run without a transcript.",
+        )
+
+
+def _run_alignment(decoder: Decoder, pcm: bytes, words: list[str]) -> list[Phone]:
+    """Word pass then phone pass (pocketsphinx 5 recipe, BRIEF section 8); times on ``pcm``."""
+    decoder.set_align_text(" ".join(words))
+    decoder.start_utt()
+    decoder.process_raw(pcm, full_utt=True)
+    decoder.end_utt()
+    if decoder.seg() is None:
+        raise RuntimeError("no path through the words")
+    decoder.set_alignment()
+    decoder.start_utt()
+    decoder.process_raw(pcm, full_utt=True)
+    decoder.end_utt()
+    alignment = decoder.get_alignment()
+    if alignment is None:
+        raise RuntimeError("no phone alignment")
+    phones: list[Phone] = []
+    for word in alignment:
+        word_name = "" if word.name in _NON_SPEECH else re.sub(r"\(\d+\)$", "", word.name)
+        for p in word:
+            start, end = p.start * FRAME_SECONDS, (p.start + p.duration) * FRAME_SECONDS
+            phones.append(Phone(_clean_phone(p.name), start, end, word_name))
+    return phones
