@@ -1,0 +1,166 @@
+"""Speed benchmark of the lip-sync engine and of the ZeroMQ round trip (prints figures).
+
+    .venv/bin/python benchmarks/bench_lipsync.py [--seconds 60] [--fps 30] [--repeats 3] [--long-minutes 10]
+
+Speech: real recordings from ../shared/data (GRID s1 clips, then the other speakers) joined to
+the requested length when present, else the bundled demo clip repeated. Reports the median
+wall time of warm runs and the real-time factor (audio seconds per wall second), for phone
+recognition (no transcript) and forced alignment (with transcript); the same through a
+`steadytalk serve` subprocess on a random loopback port, as a ratio to the direct call; and
+the wall time and peak memory of a long file in a fresh process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def speech(seconds: float) -> tuple[np.ndarray, str, str]:
+    """(16 kHz samples, transcript, description) of about ``seconds`` of real speech."""
+    from steadytalk_backend.audio import SAMPLE_RATE, load_audio
+
+    pieces, words = [], []
+    grid = SHARED_DATA / "video" / "grid_s1_val"
+    if grid.is_dir():
+        transcripts = dict(line.split("\t")[::2] for line in (grid / "transcripts.tsv").read_text().splitlines()[1:])
+        sources = [(grid / f"{name}.16k.wav", text) for name, text in sorted(transcripts.items())]
+        description = "GRID s1 held-out clips (real speech), repeated"
+    else:
+        data = REPO / "backend" / "data"
+        sources = [(data / "demo_speech.wav", (data / "demo_speech.txt").read_text().strip())]
+        description = "bundled demo clip, repeated"
+    total = 0.0
+    while total < seconds:
+        for path, text in sources:
+            audio = load_audio(path)
+            pieces.append(audio)
+            words.append(text)
+            total += len(audio) / SAMPLE_RATE
+            if total >= seconds:
+                break
+    return np.concatenate(pieces), " ".join(words), description
+
+
+def wav_bytes(samples: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, 16000, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up: decoders, caches
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def long_file_run(minutes: float) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of lip-syncing a long file in a fresh process."""
+    code = f"""
+import resource, time, numpy as np, soundfile as sf, sys
+sys.path.insert(0, {str(REPO / 'benchmarks')!r})
+from bench_lipsync import speech
+from steadytalk_backend.engine import LipsyncEngine
+samples, _, _ = speech({minutes * 60})
+path = sys.argv[1]
+sf.write(path, samples, 16000)
+del samples
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+started = time.perf_counter()
+LipsyncEngine().run(path, None, fps=30.0)
+print(time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, before / 1024)
+"""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(Path(tmp) / "long.wav")], capture_output=True, text=True, check=True
+        ).stdout.split()
+    return float(out[0]), float(out[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--fps", type=float, default=30.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--long-minutes", type=float, default=10.0, help="0 to skip the long-file run")
+    args = parser.parse_args()
+
+    from steadytalk_backend.engine import LipsyncEngine
+    from steadytalk_shared.client import BackendClient
+
+    samples, transcript, description = speech(args.seconds)
+    # whole clips only: trimming the audio would leave the transcript's last words unspoken
+    duration = len(samples) / 16000
+    audio = wav_bytes(samples)
+    engine = LipsyncEngine()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"speech: {duration:.1f} s, {description}; curves at {args.fps:g} fps; median of {args.repeats} warm runs\n")
+
+    direct = {
+        "recognition": timed(lambda: engine.run(audio, None, fps=args.fps), args.repeats),
+        "alignment": timed(lambda: engine.run(audio, transcript, fps=args.fps), args.repeats),
+    }
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "steadytalk_backend.cli", "serve", "--bind", f"tcp://127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with BackendClient(f"tcp://127.0.0.1:{port}", timeout=60.0) as client:
+            client.ping()
+            remote = {
+                "recognition": timed(lambda: client.lipsync(audio, None, fps=args.fps), args.repeats),
+                "alignment": timed(lambda: client.lipsync(audio, transcript, fps=args.fps), args.repeats),
+            }
+            ping = timed(lambda: client.ping(), 20)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    print(f"{'mode':14s}{'direct s':>10s}{'x real time':>13s}{'via ZeroMQ s':>14s}{'overhead':>10s}")
+    for mode in direct:
+        overhead = remote[mode] / direct[mode] - 1.0
+        print(f"{mode:14s}{direct[mode]:>10.2f}{duration / direct[mode]:>12.1f}x{remote[mode]:>14.2f}{overhead:>+10.1%}")
+    check = engine.run(audio, transcript, fps=args.fps)
+    print(f"(alignment run used mode {check.mode!r}{'; ' + check.warnings[0] if check.warnings else ''})")
+    print(f"\nping round trip: {ping * 1000:.2f} ms")
+    target = 3.0 * duration / 60.0
+    for mode, seconds in direct.items():
+        verdict = "met" if seconds <= target else "MISSED"
+        print(f"target {mode}: <= {target:.2f} s for {duration:.0f} s of speech: {verdict} ({seconds:.2f} s)")
+    if args.long_minutes > 0:
+        wall, peak = long_file_run(args.long_minutes)
+        print(
+            f"\nlong file: {args.long_minutes:g} min without transcript in {wall:.1f} s "
+            f"({args.long_minutes * 60 / wall:.0f}x real time), peak memory {peak:.0f} MB"
+        )
+
+
+if __name__ == "__main__":
+    main()
