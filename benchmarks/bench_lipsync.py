@@ -83,7 +83,7 @@ def long_file_run(minutes: float) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of lip-syncing a long file in a fresh process."""
     code = f"""
 import resource, time, numpy as np, soundfile as sf, sys
-sys.path.insert(0, {str(REPO / 'benchmarks')!r})
+sys.path.insert(0, {str(REPO / "benchmarks")!r})
 from bench_lipsync import speech
 from steadytalk_backend.engine import LipsyncEngine
 samples, _, _ = speech({minutes * 60})
@@ -118,7 +118,8 @@ def main() -> None:
     duration = len(samples) / 16000
     audio = wav_bytes(samples)
     engine = LipsyncEngine()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    machine = platform.processor() or platform.machine()
+    print(f"machine: {machine}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"speech: {duration:.1f} s, {description}; curves at {args.fps:g} fps; median of {args.repeats} warm runs\n")
 
     direct = {
@@ -146,7 +147,9 @@ def main() -> None:
     print(f"{'mode':14s}{'direct s':>10s}{'x real time':>13s}{'via ZeroMQ s':>14s}{'overhead':>10s}")
     for mode in direct:
         overhead = remote[mode] / direct[mode] - 1.0
-        print(f"{mode:14s}{direct[mode]:>10.2f}{duration / direct[mode]:>12.1f}x{remote[mode]:>14.2f}{overhead:>+10.1%}")
+        print(
+            f"{mode:14s}{direct[mode]:>10.2f}{duration / direct[mode]:>12.1f}x{remote[mode]:>14.2f}{overhead:>+10.1%}"
+        )
     check = engine.run(audio, transcript, fps=args.fps)
     print(f"(alignment run used mode {check.mode!r}{'; ' + check.warnings[0] if check.warnings else ''})")
     print(f"\nping round trip: {ping * 1000:.2f} ms")
