@@ -67,15 +67,17 @@ class LipsyncEngine:
         report = progress or (lambda fraction, stage: None)
         warnings: list[str] = []
         with AudioStream(source, self.config.audio) as stream:
-            words = self._transcript_words(transcript, stream.duration, warnings)
+            words = self._transcript_words(transcript, stream.duration or 0.0, warnings)
             if words:
-                phones, energy, peak = self._align(stream, words, warnings, report)
+                phones, energy, peak, num_samples = self._align(stream, words, warnings, report)
                 mode = "alignment" if phones is not None else "recognition"
             else:
                 phones, mode = None, "recognition"
             if phones is None:
-                phones, energy, peak = self._recognize(stream, report, cancelled)
-            duration = stream.duration
+                phones, energy, peak, num_samples = self._recognize(stream, report, cancelled)
+        # The decoded length, not the container's claim (missing for some streams, and AAC
+        # counts its encoder priming).
+        duration = num_samples / SAMPLE_RATE
 
         num_frames = num_frames_for(duration, fps)
         if peak < self.config.audio.silence_peak_dbfs:
@@ -112,11 +114,7 @@ class LipsyncEngine:
         if not words:
             raise TranscriptError("The transcript has no words.", "Pass the words spoken, or no transcript.")
         if duration > self.config.max_alignment_seconds:
-            raise TranscriptError(
-                f"Transcripts can be aligned to at most {self.config.max_alignment_seconds / 60:.0f} minutes "
-                f"of audio; this audio is {duration / 60:.1f} minutes.",
-                "Split audio and transcript into parts, or run without a transcript.",
-            )
+            raise TranscriptError(*_alignment_too_long(self.config.max_alignment_seconds, duration))
         unknown = self.phonetizer.unknown_words(words)
         if unknown:
             warnings.append(
@@ -129,30 +127,33 @@ class LipsyncEngine:
 
     def _align(
         self, stream: AudioStream, words: list[str], warnings: list[str], report: ProgressCallback
-    ) -> tuple[list[Phone] | None, np.ndarray, float]:
+    ) -> tuple[list[Phone] | None, np.ndarray, float, int]:
         report(0.05, "aligning")
         samples = np.concatenate(list(stream.chunks()))
+        count = len(samples)
         energy = frame_energy_db(samples)
         peak = peak_dbfs(samples)
         if peak < self.config.audio.silence_peak_dbfs:
-            return [Phone(SILENCE, 0.0, stream.duration)], energy, peak
+            return [Phone(SILENCE, 0.0, count / SAMPLE_RATE)], energy, peak, count
+        if count > self.config.max_alignment_seconds * SAMPLE_RATE:
+            raise TranscriptError(*_alignment_too_long(self.config.max_alignment_seconds, count / SAMPLE_RATE))
         try:
             phones = self.phonetizer.align(samples, words)
         except TranscriptError as exc:
             warnings.append(f"{exc.message} Used phone recognition instead.")
-            return None, energy, peak
+            return None, energy, peak, count
         problem = _implausible_alignment(phones, energy)
         if problem:
             warnings.append(
                 f"The transcript does not seem to cover the audio ({problem}). Used phone recognition instead."
             )
-            return None, energy, peak
+            return None, energy, peak, count
         report(0.9, "aligned")
-        return phones, energy, peak
+        return phones, energy, peak, count
 
     def _recognize(
         self, stream: AudioStream, report: ProgressCallback, cancelled: CancelCheck | None
-    ) -> tuple[list[Phone], np.ndarray, float]:
+    ) -> tuple[list[Phone], np.ndarray, float, int]:
         chunk_samples = int(self.config.audio.chunk_seconds * SAMPLE_RATE)
         search = int(self.config.cut_search_seconds * SAMPLE_RATE)
         total = max(stream.num_samples, 1)
@@ -185,7 +186,7 @@ class LipsyncEngine:
             offset += cut
             report(0.05 + 0.9 * min(offset / total, 1.0), "recognizing phones")
         energy = np.concatenate(energies) if energies else np.zeros(1)
-        return phones, energy, peak
+        return phones, energy, peak, offset
 
 
 # An aligned non-silence phone longer than this means the search stretched a word over speech
@@ -216,6 +217,14 @@ def _implausible_alignment(phones: list[Phone], energy_db: np.ndarray) -> str:
     if share > MAX_LOUD_SILENCE_SHARE and unaligned.sum() * HOP_SECONDS > MAX_LOUD_SILENCE_SECONDS:
         return f"{share:.0%} of the speech is left unaligned"
     return ""
+
+
+def _alignment_too_long(limit: float, duration: float) -> tuple[str, str]:
+    return (
+        f"Transcripts can be aligned to at most {limit / 60:.0f} minutes of audio; this audio is "
+        f"{duration / 60:.1f} minutes.",
+        "Split audio and transcript into parts, or run without a transcript.",
+    )
 
 
 def _quiet_cut(buffer: np.ndarray, chunk_samples: int, search: int) -> int:

@@ -58,7 +58,7 @@ def test_lipsync_over_the_wire_equals_the_direct_call(client, engine, demo_wav, 
 def test_bad_audio_is_an_error_reply_and_server_keeps_serving(client):
     with pytest.raises(BackendError) as info:
         client.lipsync(b"definitely not audio" * 10)
-    assert info.value.code == ErrorCode.BAD_AUDIO and "WAV, FLAC, MP3 or OGG" in info.value.message
+    assert info.value.code == ErrorCode.BAD_AUDIO and "WAV, FLAC, MP3, OGG or M4A/AAC" in info.value.message
     assert client.ping()["protocol"] == wire.PROTOCOL_VERSION
 
 
