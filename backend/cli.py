@@ -75,7 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval", help="evaluation reports")
     eval_sub = evaluate.add_subparsers(dest="target", required=True)
     eval_lipsync = eval_sub.add_parser("lipsync", help="closure/open-vowel/rest rates and stability on GRID clips")
-    eval_lipsync.add_argument("directory", type=Path, help="folder with NAME.align and NAME.16k.wav (GRID layout)")
+    eval_lipsync.add_argument(
+        "directory",
+        type=Path,
+        help="folder with NAME.align and NAME.16k.wav (GRID layout), or a video with .clips.tsv/.words.tsv beside it",
+    )
     eval_lipsync.add_argument("--fps", type=_positive_fps, default=25.0)
     eval_lipsync.add_argument("--speech-dir", type=Path, help="folder of other speech for the stability table")
     eval_lipsync.add_argument("--json", type=Path, help="also write the report as JSON")
@@ -208,7 +212,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_lipsync, format_report, write_report
 
-    report = evaluate_lipsync(args.directory, fps=args.fps, speech_dir=args.speech_dir)
+    report = evaluate_lipsync(
+        args.directory, fps=args.fps, speech_dir=args.speech_dir, log=lambda line: print(line, file=sys.stderr)
+    )
     print(format_report(report))
     if args.json:
         write_report(report, args.json)

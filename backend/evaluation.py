@@ -20,16 +20,19 @@ and moving-average curves, with the closure rate of each so over-smoothing shows
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 from steadytalk_shared.curves import frame_times
 from steadytalk_shared.msi import curve_msi
 from steadytalk_shared.schema import lip_aperture
 from steadytalk_shared.smoothing import gaussian_smooth, moving_average
 
+from .audio import SAMPLE_RATE, load_audio
 from .engine import LipsyncEngine
 from .errors import SteadyTalkError
 from .phonetics import normalize_transcript, pronunciation_dictionary
@@ -56,7 +59,7 @@ class Word:
 @dataclass
 class Clip:
     name: str
-    audio: Path
+    audio: Path | bytes
     words: list[Word]  # including silence entries (SILENCE_WORDS)
     transcript: str
 
@@ -92,9 +95,17 @@ def read_align(path: Path) -> list[Word]:
     return words
 
 
-def find_clips(directory: Path) -> list[Clip]:
+def find_clips(source: Path) -> list[Clip]:
+    """Clips of a GRID folder (NAME.align + NAME.16k.wav), or of a joined video with
+    ``<stem>.clips.tsv`` and ``<stem>.words.tsv`` beside it (times on the video's timeline)."""
+    if source.is_file():
+        return _video_clips(source)
+    directory = source
     if not directory.is_dir():
-        raise SteadyTalkError(f"{directory} is not a folder.", "Pass the folder of GRID clips (.align + audio).")
+        raise SteadyTalkError(
+            f"{directory} is neither a folder of clips nor a video.",
+            "Pass a folder of GRID clips (.align + audio) or a video with .clips.tsv and .words.tsv beside it.",
+        )
     transcripts: dict[str, str] = {}
     tsv = directory / "transcripts.tsv"
     if tsv.exists():
@@ -112,6 +123,26 @@ def find_clips(directory: Path) -> list[Clip]:
         clips.append(Clip(name, audio, words, text))
     if not clips:
         raise SteadyTalkError(f"No clips found in {directory}.", "Expected NAME.align with NAME.16k.wav or NAME.wav.")
+    return clips
+
+
+def _video_clips(video: Path) -> list[Clip]:
+    clips_tsv, words_tsv = video.with_suffix(".clips.tsv"), video.with_suffix(".words.tsv")
+    if not (clips_tsv.exists() and words_tsv.exists()):
+        raise SteadyTalkError(f"{video} has no {clips_tsv.name} and {words_tsv.name} beside it.", "")
+    samples = load_audio(video)
+    words_by_clip: dict[str, list[tuple[float, float, str]]] = {}
+    for line in words_tsv.read_text().splitlines()[1:]:
+        start, end, word, clip_id = line.split("\t")
+        words_by_clip.setdefault(clip_id, []).append((float(start), float(end), word))
+    clips = []
+    for line in clips_tsv.read_text().splitlines()[1:]:
+        _, clip_id, start, end, text = line.split("\t")
+        t0, t1 = float(start), float(end)
+        buffer = io.BytesIO()
+        sf.write(buffer, samples[int(t0 * SAMPLE_RATE) : int(t1 * SAMPLE_RATE)], SAMPLE_RATE, format="WAV")
+        words = [Word(w, a - t0, b - t0) for a, b, w in words_by_clip.get(clip_id, [])]
+        clips.append(Clip(clip_id, buffer.getvalue(), words, text))
     return clips
 
 
@@ -154,7 +185,7 @@ def evaluate_lipsync(directory: Path, fps: float = 25.0, speech_dir: Path | None
     clips = find_clips(directory)
     by_mode = {"with transcript": Scores(), "without transcript": Scores()}
     stability: dict[str, Scores] = {}
-    for clip in clips:
+    for index, clip in enumerate(clips, start=1):
         for mode, transcript in (("with transcript", clip.transcript), ("without transcript", None)):
             result = engine.run(clip.audio, transcript=transcript, fps=fps)
             score_clip(lip_aperture(result.smoothed), fps, clip, by_mode[mode])
@@ -163,7 +194,7 @@ def evaluate_lipsync(directory: Path, fps: float = 25.0, speech_dir: Path | None
                     scores = stability.setdefault(name, Scores())
                     score_clip(lip_aperture(curves), fps, clip, scores)
                     scores.msi.append(curve_msi(curves))
-        log(f"  {clip.name}: done")
+        log(f"  [{index}/{len(clips)}] {clip.name}")
 
     speech_msi: dict[str, list[float]] = {}
     speech_files = sorted(
