@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     lipsync = sub.add_parser("lipsync", help="audio -> smoothed ARKit mouth curves (JSON, CSV)")
-    lipsync.add_argument("audio", type=Path, help="speech recording: WAV, FLAC, MP3 or OGG, any rate")
+    lipsync.add_argument("audio", type=Path, help="speech: WAV, FLAC, MP3, OGG, M4A/AAC or a video's soundtrack")
     text = lipsync.add_mutually_exclusive_group()
     text.add_argument("--transcript", help="the words spoken (forced alignment: much more accurate)")
     text.add_argument("--transcript-file", type=Path, help="a UTF-8 text file with the words spoken")
@@ -143,22 +143,34 @@ def _summary(result, elapsed: float) -> str:
     )
 
 
+def _check_outputs(*paths: Path | None) -> None:
+    """Refuse unusable output paths before any work is done (and before anything is written)."""
+    for path in paths:
+        if path is None:
+            continue
+        if path.is_dir():
+            raise SteadyTalkError(f"{path} is a folder.", "Give a file name, e.g. --out curves.json.")
+        if not path.parent.is_dir():
+            raise SteadyTalkError(f"Output folder does not exist: {path.parent}.", "Create it or choose another path.")
+
+
 def _write_outputs(result, out: Path, csv_path: Path | None) -> None:
-    for path in (out, csv_path):
-        if path is not None and path.parent and not path.parent.exists():
-            raise SteadyTalkError(f"Output folder does not exist: {path.parent}.", "Create it or choose another --out.")
+    _check_outputs(out, csv_path)
     # Write next to the target, then rename: an interrupted run never leaves a truncated file.
     tmp = out.with_name(out.name + ".partial")
     result.write_json(tmp)
     tmp.replace(out)
     if csv_path is not None:
-        csv_path.write_text(result.to_csv())
+        tmp = csv_path.with_name(csv_path.name + ".partial")
+        tmp.write_text(result.to_csv())
+        tmp.replace(csv_path)
 
 
 def cmd_lipsync(args: argparse.Namespace) -> int:
     from .audio import AudioConfig
     from .engine import EngineConfig, LipsyncEngine
 
+    _check_outputs(args.out, args.csv)
     transcript = _read_transcript(args)
     config = (
         EngineConfig() if args.max_duration is None else EngineConfig(audio=AudioConfig(max_seconds=args.max_duration))

@@ -25,6 +25,7 @@ DEFAULT_WEIGHTS = WEIGHTS_DIR / "smoother_default.safetensors"
 
 # Kernel radius in multiples of sigma: beyond 3 sigma a Gaussian weighs < 1.1%.
 RADIUS_PER_SIGMA = 3.0
+SMOOTH_BLOCK_FRAMES = 2048
 # Below this width the kernel is a delta (no smoothing); avoids 0/0 at strength 0.
 MIN_SIGMA = 1e-3
 
@@ -134,12 +135,19 @@ def gaussian_smooth(curves: np.ndarray, sigma: np.ndarray | float) -> np.ndarray
     radius = int(np.ceil(RADIUS_PER_SIGMA * sigma.max())) if length else 0
     if radius == 0 or length == 0:
         return x.astype(np.float32)
-    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
-    kernel = np.exp(-0.5 * (offsets[None, :] / sigma[:, None]) ** 2)  # (T, 2R+1)
-    kernel /= kernel.sum(axis=1, keepdims=True)
     padded = np.pad(x, ((radius, radius), (0, 0)), mode="edge")
-    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * radius + 1, axis=0)  # (T, C, 2R+1)
-    return np.einsum("tck,tk->tc", windows, kernel).astype(np.float32)
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    out = np.empty(x.shape, dtype=np.float32)
+    # Blocks of frames bound the (frames, channels, kernel) product to a few MB, so hours of
+    # curves smooth in constant memory.
+    for start in range(0, length, SMOOTH_BLOCK_FRAMES):
+        stop = min(start + SMOOTH_BLOCK_FRAMES, length)
+        kernel = np.exp(-0.5 * (offsets[None, :] / sigma[start:stop, None]) ** 2)  # (t, 2R+1)
+        kernel /= kernel.sum(axis=1, keepdims=True)
+        block = padded[start : stop + 2 * radius]
+        windows = np.lib.stride_tricks.sliding_window_view(block, 2 * radius + 1, axis=0)  # (t, C, 2R+1)
+        out[start:stop] = np.einsum("tck,tk->tc", windows, kernel)
+    return out
 
 
 def moving_average(curves: np.ndarray, width: int) -> np.ndarray:

@@ -116,3 +116,9 @@ def test_help_lists_commands():
 def test_console_script_is_installed():
     script = Path(sys.executable).parent / "steadytalk"
     assert script.exists(), "pip install -e . should create .venv/bin/steadytalk"
+
+
+def test_output_path_that_is_a_folder(demo_wav, tmp_path):
+    proc = run("lipsync", demo_wav, "--out", tmp_path)
+    assert_user_error(proc, "is a folder")
+    assert list(tmp_path.parent.glob("*.partial")) == []

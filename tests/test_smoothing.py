@@ -127,3 +127,12 @@ def test_training_is_reproducible():
     net_b, _ = train(config, SmootherConfig(), log=lambda *_: None)
     for (name, a), (_, b) in zip(net_a.state_dict().items(), net_b.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_long_sequences_smooth_blockwise_with_the_same_result():
+    """Hours of curves are smoothed in blocks; the seams must not show (torch does it in one go)."""
+    rng = np.random.default_rng(5)
+    curves = rng.random((5000, len(CHANNELS)))
+    sigma = rng.uniform(0.3, 4.0, 5000)
+    expected = torch_smooth(torch.from_numpy(curves)[None], torch.from_numpy(sigma)[None])[0].numpy()
+    np.testing.assert_allclose(gaussian_smooth(curves, sigma), expected, atol=1e-5)
