@@ -203,7 +203,10 @@ def energy_gain(energy_db: np.ndarray, speech_mask: np.ndarray, config: Coarticu
 
 def to_arkit(tracks: np.ndarray, jaw_gain: np.ndarray) -> np.ndarray:
     """Articulatory tracks -> (T, NUM_CHANNELS) ARKit coefficients in [0, 1]."""
-    a = lambda name: tracks[:, _A[name]]  # noqa: E731
+
+    def a(name: str) -> np.ndarray:
+        return tracks[:, _A[name]]
+
     out = np.zeros((tracks.shape[0], NUM_CHANNELS), dtype=np.float64)
 
     def put(channel: str, values: np.ndarray) -> None:

@@ -10,7 +10,6 @@ def test_pitch_of_a_tone_and_unvoiced_silence():
     t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
     tone = np.concatenate([0.3 * np.sin(2 * np.pi * 140.0 * t), np.zeros(SAMPLE_RATE // 2)]).astype(np.float32)
     f0, voiced = pitch_hz(tone)
-    assert np.median(f0[10:90]) == np.float32(f0[10:90]).dtype.type(np.median(f0[10:90]))
     assert abs(np.median(f0[10:90]) - 140.0) < 3.0
     assert not voiced[-20:].any()
 
