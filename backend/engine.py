@@ -89,7 +89,8 @@ class LipsyncEngine:
             phones = [Phone(SILENCE, 0.0, duration)]
         else:
             times = frame_times(num_frames, fps)
-            energy_at_frames = np.interp(times, (np.arange(len(energy)) + 0.5) * HOP_SECONDS, energy)
+            # frame_energy_db frames are centred on multiples of the hop
+            energy_at_frames = np.interp(times, np.arange(len(energy)) * HOP_SECONDS, energy)
             speech = _speech_mask(phones, times)
             raw = phones_to_curves(phones, num_frames, fps, energy_at_frames, speech, self.config.coarticulation)
         report(0.97, "smoothing")

@@ -101,6 +101,11 @@ def _merge_silences(phones: list[Phone]) -> list[Phone]:
     return merged
 
 
+def _decoder(**options: object) -> Decoder:
+    """A pocketsphinx decoder on the wheel's en-us acoustic model, quiet, at 16 kHz."""
+    return Decoder(hmm=str(model_dir() / "en-us"), samprate=SAMPLE_RATE, loglevel="FATAL", **options)
+
+
 def _padded_pcm(samples: np.ndarray) -> bytes:
     pad = np.zeros(int(PAD_SECONDS * SAMPLE_RATE), dtype=np.int16)
     return np.concatenate([pad, to_int16(samples), pad]).tobytes()
@@ -132,21 +137,13 @@ class Phonetizer:
 
     def _get_aligner(self) -> Decoder:
         if self._aligner is None:
-            self._aligner = Decoder(
-                hmm=str(model_dir() / "en-us"),
-                dict=str(model_dir() / "cmudict-en-us.dict"),
-                samprate=SAMPLE_RATE,
-                loglevel="FATAL",
-            )
+            self._aligner = _decoder(dict=str(model_dir() / "cmudict-en-us.dict"))
         return self._aligner
 
     def _get_strict_aligner(self) -> Decoder:
         if self._strict_aligner is None:
-            self._strict_aligner = Decoder(
-                hmm=str(model_dir() / "en-us"),
+            self._strict_aligner = _decoder(
                 dict=str(model_dir() / "cmudict-en-us.dict"),
-                samprate=SAMPLE_RATE,
-                loglevel="FATAL",
                 fsgusefiller=False,
                 beam=1e-120,
                 wbeam=1e-100,
@@ -156,13 +153,10 @@ class Phonetizer:
 
     def _get_recognizer(self) -> Decoder:
         if self._recognizer is None:
-            self._recognizer = Decoder(
-                hmm=str(model_dir() / "en-us"),
+            self._recognizer = _decoder(
                 allphone=str(model_dir() / "en-us-phone.lm.bin"),
                 allphone_ci=self.config.context_independent,
                 lw=self.config.phone_lm_weight,
-                samprate=SAMPLE_RATE,
-                loglevel="FATAL",
             )
         return self._recognizer
 
