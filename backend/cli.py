@@ -84,6 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
     eval_lipsync.add_argument("--speech-dir", type=Path, help="folder of other speech for the stability table")
     eval_lipsync.add_argument("--json", type=Path, help="also write the report as JSON")
 
+    face = sub.add_parser("face-model", help="the canonical face model (mesh + ARKit blendshapes)")
+    face_sub = face.add_subparsers(dest="action", required=True)
+    face_build = face_sub.add_parser("build", help="rebuild shared/data/face_model.npz from a talking-head video")
+    face_build.add_argument(
+        "--video", type=Path, default=Path("../shared/data/video/grid_s1_train_300s.mp4"), help="frontal talking head"
+    )
+    face_build.add_argument("--out", type=Path, default=None, help="default: the model the package loads")
+    face_sheet = face_sub.add_parser("sheet", help="pictures of every blendshape (neutral vs 1.0, front and side)")
+    face_sheet.add_argument("--out", type=Path, default=Path("face_model_sheets"))
+
     train = sub.add_parser("smoother-train", help="retrain the default adaptive smoother (reproducible)")
     train.add_argument("--out", type=Path, required=True, help="output .safetensors (a .json config is written beside)")
     train.add_argument("--steps", type=int, default=None)
@@ -234,6 +244,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_face_model(args: argparse.Namespace) -> int:
+    from steadytalk_shared.face_model import DEFAULT_PATH, FaceModel
+
+    if args.action == "build":
+        from .face_model_build import build
+
+        if not args.video.exists():
+            raise SteadyTalkError(f"Video not found: {args.video}.", "Pass --video with a frontal talking-head video.")
+        build(args.video, args.out or DEFAULT_PATH)
+        return 0
+    from .face_model_preview import write_sheets
+
+    paths = write_sheets(FaceModel.load(), args.out)
+    print(f"wrote {len(paths)} pictures to {args.out} (start with {paths[0].name})")
+    return 0
+
+
 def cmd_smoother_train(args: argparse.Namespace) -> int:
     from .train_smoother import main as train_main
 
@@ -247,6 +274,7 @@ COMMANDS = {
     "serve": cmd_serve,
     "eval": cmd_eval,
     "smoother-train": cmd_smoother_train,
+    "face-model": cmd_face_model,
 }
 
 

@@ -1,0 +1,89 @@
+"""Pictures of the canonical face model's blendshapes, for a person to check them.
+
+    steadytalk face-model sheet --out face_model_sheets/
+
+One PNG per shape (neutral and shape at 1.0, front and side) plus ``overview.png`` with the
+front view of every shape.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from steadytalk_shared.face_model import FaceModel
+from steadytalk_shared.schema import CHANNELS
+
+from .raster import rasterize, vertex_normals
+
+SKIN = np.array([0.86, 0.72, 0.64])
+TONGUE = np.array([0.80, 0.35, 0.38])
+LIGHT = np.array([0.35, 0.45, 0.82])
+
+
+def shaded_view(model: FaceModel, vertices: np.ndarray, side: bool, size: int = 320) -> np.ndarray:
+    """Orthographic Lambert-shaded render (size, size, 3) in [0, 1]; side views show the
+    character's right profile (the face points to the image's left)."""
+    normals = vertex_normals(vertices, model.triangles)
+    if side:  # rotate the head 90 degrees about Y so its left profile faces the camera
+        rotate = np.array([[0.0, 0.0, -1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+        vertices, normals = vertices @ rotate.T, normals @ rotate.T
+    albedo = np.tile(SKIN, (len(vertices), 1))
+    albedo[model.regions.tongue] = TONGUE
+    light = LIGHT / np.linalg.norm(LIGHT)
+    # two-sided lighting: the inside of the lips faces away from the camera
+    shade = 0.25 + 0.75 * np.abs(normals @ light)
+    colors = albedo * shade[:, None]
+    centre = np.array([0.0, -0.035])
+    scale = size / 0.24  # 24 cm fits the head
+    screen = np.stack(
+        [(vertices[:, 0] - centre[0]) * scale + size / 2, (centre[1] - vertices[:, 1]) * scale + size / 2], 1
+    )
+    image, mask, _ = rasterize(screen, vertices[:, 2], model.triangles, colors, (size, size))
+    image[~mask] = 0.12
+    return image
+
+
+def write_sheets(model: FaceModel, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    neutral_front = shaded_view(model, model.vertices, side=False)
+    neutral_side = shaded_view(model, model.vertices, side=True)
+    written = []
+    fronts = []
+    for index, name in enumerate(CHANNELS):
+        shaped = model.vertices + model.deltas[index]
+        front, side = shaded_view(model, shaped, False), shaded_view(model, shaped, True)
+        fronts.append(front)
+        fig, axes = plt.subplots(1, 4, figsize=(12, 3.3))
+        for ax, image, title in zip(
+            axes,
+            (neutral_front, front, neutral_side, side),
+            ("neutral", f"{name} = 1", "neutral", f"{name} = 1"),
+            strict=True,
+        ):
+            ax.imshow(np.clip(image, 0, 1))
+            ax.set_title(title, fontsize=10)
+            ax.axis("off")
+        fig.tight_layout()
+        path = out / f"{index:02d}_{name}.png"
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        written.append(path)
+    columns = 7
+    rows = int(np.ceil(len(CHANNELS) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 2.2, rows * 2.4))
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, name in zip(axes.ravel(), fronts, CHANNELS, strict=False):
+        ax.imshow(np.clip(image, 0, 1))
+        ax.set_title(name, fontsize=8)
+    fig.tight_layout()
+    overview = out / "overview.png"
+    fig.savefig(overview, dpi=80)
+    plt.close(fig)
+    return [overview, *written]

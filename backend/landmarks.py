@@ -1,0 +1,60 @@
+"""Face landmarks with mediapipe 0.10.21's face mesh (the model ships inside the wheel).
+
+Landmarks come back in pixel units of the input image: ``x * width``, ``y * height`` and
+``z * width`` (mediapipe's relative depth is on the x scale, smaller is nearer the camera).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+# mediapipe logs through absl/glog to stderr at import; keep the user's terminal clean.
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+NUM_MESH_POINTS = 468  # the face mesh; refined landmarks add 10 iris points after these
+
+
+@dataclass(frozen=True)
+class LandmarkerConfig:
+    # Video mode tracks between frames (faster, steadier); static mode detects every frame.
+    video: bool = True
+    refine: bool = True
+    max_faces: int = 2  # 2, so "more than one face" can be told apart from one
+    min_detection_confidence: float = 0.5
+    min_tracking_confidence: float = 0.5
+
+
+class FaceLandmarker:
+    def __init__(self, config: LandmarkerConfig | None = None) -> None:
+        import mediapipe as mp
+
+        self.config = config or LandmarkerConfig()
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=not self.config.video,
+            refine_landmarks=self.config.refine,
+            max_num_faces=self.config.max_faces,
+            min_detection_confidence=self.config.min_detection_confidence,
+            min_tracking_confidence=self.config.min_tracking_confidence,
+        )
+
+    def __enter__(self) -> FaceLandmarker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._mesh.close()
+
+    def detect(self, rgb: np.ndarray) -> list[np.ndarray]:
+        """All faces in an RGB uint8 image (H, W, 3): a list of (478 or 468, 3) arrays in pixels."""
+        height, width = rgb.shape[:2]
+        result = self._mesh.process(np.ascontiguousarray(rgb))
+        faces = []
+        for face in result.multi_face_landmarks or []:
+            points = np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float64)
+            faces.append(points * np.array([width, height, width]))
+        return faces
