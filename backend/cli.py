@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
 from steadytalk_shared.schema import CHANNELS, lip_aperture
 
 from . import __version__

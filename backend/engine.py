@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from steadytalk_shared.curves import LipsyncResult, Phone, frame_times, num_frames_for
 from steadytalk_shared.schema import rest_pose
 from steadytalk_shared.smoothing import AdaptiveSmoother, default_smoother

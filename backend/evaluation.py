@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
 from steadytalk_shared.curves import frame_times
 from steadytalk_shared.msi import curve_msi
 from steadytalk_shared.schema import lip_aperture

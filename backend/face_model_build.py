@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+
 from steadytalk_shared.face_model import DEFAULT_PATH, FACE_MODEL_VERSION, FaceModel, Regions
 from steadytalk_shared.schema import CHANNELS
 
@@ -343,11 +344,11 @@ class ShapeBuilder:
 
     def lower_down_left(self) -> np.ndarray:
         w = (self.mouth_region * self.lower * self.left)[:, None]
-        return w * np.array([0.0, -0.006, 0.001])
+        return w * np.array([0.0, -0.010, 0.001])  # ARKit pulls the lip about a centimetre
 
     def upper_up_left(self) -> np.ndarray:
         w = (self.mouth_region * self.upper * self.left)[:, None]
-        return w * np.array([0.0, 0.006, 0.001])
+        return w * np.array([0.0, 0.010, 0.001])
 
     def cheek_puff(self) -> np.ndarray:
         left = self._around(self.v[CHEEK_LEFT] + np.array([0.0, -0.015, 0.0]), 0.035)[:, None] * np.array(

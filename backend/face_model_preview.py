@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from steadytalk_shared.face_model import FaceModel
 from steadytalk_shared.schema import CHANNELS
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from pocketsphinx import Decoder, get_model_path
+
 from steadytalk_shared.curves import Phone
 
 from .audio import SAMPLE_RATE, to_int16

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import librosa
 import numpy as np
+
 from steadytalk_shared.curves import Phone
 
 from .audio import SAMPLE_RATE

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import zmq
+
 from steadytalk_shared import protocol as wire
 from steadytalk_shared.protocol import ErrorCode, Message, ProtocolError
 from steadytalk_shared.schema import SCHEMA_VERSION

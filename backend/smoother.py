@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
+from torch import nn
+
 from steadytalk_shared.smoothing import (
     MIN_SIGMA,
     RADIUS_PER_SIGMA,
@@ -19,7 +21,6 @@ from steadytalk_shared.smoothing import (
     config_path_for,
     read_safetensors,
 )
-from torch import nn
 
 
 class AdaptiveSmootherNet(nn.Module):

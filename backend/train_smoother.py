@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+
 from steadytalk_shared.curves import Phone, num_frames_for
 from steadytalk_shared.schema import CHANNEL_INDEX, NUM_CHANNELS
 from steadytalk_shared.smoothing import SmootherConfig

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from steadytalk_shared.curves import Phone, frame_times
 from steadytalk_shared.schema import CHANNEL_INDEX, NUM_CHANNELS
 

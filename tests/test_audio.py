@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
+
 from steadytalk_backend.audio import SAMPLE_RATE, AudioConfig, AudioStream, load_audio
 from steadytalk_backend.errors import AudioError, AudioTooLongError
 from steadytalk_backend.prosody import frame_energy_db

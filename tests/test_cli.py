@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from steadytalk_shared.schema import CHANNELS, SCHEMA_VERSION
 
 CLI = [sys.executable, "-m", "steadytalk_backend.cli"]

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import soundfile as sf
+
 from steadytalk_backend.audio import AudioConfig
 from steadytalk_backend.engine import EngineConfig, LipsyncEngine
 from steadytalk_backend.errors import TranscriptError

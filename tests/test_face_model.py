@@ -5,6 +5,7 @@ import itertools
 
 import numpy as np
 import pytest
+
 from steadytalk_backend.face_model_build import boundary_loops
 from steadytalk_shared.face_model import FaceModel
 from steadytalk_shared.schema import CHANNELS
@@ -143,6 +144,7 @@ def test_loader_rejects_other_versions(model, tmp_path):
 
 def test_builder_triangulation_recovers_the_faces_from_edges():
     import mediapipe as mp
+
     from steadytalk_backend.face_model_build import triangles_from_tesselation
 
     edges = {tuple(sorted(e)) for e in mp.solutions.face_mesh_connections.FACEMESH_TESSELATION}

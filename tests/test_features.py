@@ -1,6 +1,7 @@
 """Transformer-S2A feature sequence: layout, phones, pitch and energy on real audio."""
 
 import numpy as np
+
 from steadytalk_backend.audio import SAMPLE_RATE, load_audio
 from steadytalk_backend.prosody import PHONE_INDEX, PHONE_SET, frame_energy_db, pitch_hz, s2a_features
 from steadytalk_shared.curves import Phone

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from steadytalk_shared.msi import curve_msi, landmark_msi
 from steadytalk_shared.schema import CHANNELS
 

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from steadytalk_shared import schema
 from steadytalk_shared.schema import CHANNELS, lip_aperture, match_channel, match_rig
 

@@ -11,6 +11,7 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
+
 from steadytalk_shared import protocol as wire
 from steadytalk_shared.client import BackendClient, BackendError, BackendUnavailable
 from steadytalk_shared.protocol import ErrorCode, Message

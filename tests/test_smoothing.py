@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.ndimage import gaussian_filter1d
+
 from steadytalk_backend.phonetics import pronunciation_dictionary
 from steadytalk_backend.smoother import AdaptiveSmootherNet, load_smoother
 from steadytalk_backend.smoother import gaussian_smooth as torch_smooth

@@ -6,6 +6,7 @@ import subprocess
 
 import numpy as np
 import pytest
+
 from steadytalk_shared.schema import lip_aperture
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (scripts/setup.sh)")

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from steadytalk_backend.prosody import PHONE_SET
 from steadytalk_backend.visemes import DIPHTHONGS, VISEMES, phones_to_curves
 from steadytalk_shared.curves import Phone

@@ -1,0 +1,138 @@
+"""Fit the canonical face model to face-mesh landmarks: head pose, identity, expression.
+
+Model: ``observed ≈ s R (V0 + identity + B c) + t`` over the 468 mesh points, with a
+similarity pose per frame (mediapipe's depth is on the x scale, so a scaled orthographic
+camera fits its landmarks), one identity offset per video, and expression coefficients
+``c`` in [0, 1] (schema order). Alternates a weighted Umeyama pose (rigid points weigh most)
+with bounded linear least squares for ``c``; the identity is the per-vertex median of what
+pose and expression leave unexplained over many frames (robust to blinks and odd frames).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import lsq_linear
+
+from steadytalk_shared.face_model import FaceModel
+
+from .landmarks import NUM_MESH_POINTS
+
+EYE_OUTER_LEFT, EYE_OUTER_RIGHT = 263, 33
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    iterations: int = 3
+    # Points no blendshape moves more than this (metres) drive the pose at full weight.
+    rigid_motion: float = 1e-4
+    nonrigid_weight: float = 0.05
+    # Ridge on the coefficients: several ARKit shapes are nearly collinear on 468 points
+    # (press vs roll, funnel vs pucker); a little damping keeps the split stable frame to frame.
+    # In squared metres: a localized shape at 1.0 carries ~1e-3 of data term, so 1e-6 barely shrinks.
+    ridge: float = 1e-6
+
+
+@dataclass
+class Pose:
+    scale: float
+    rotation: np.ndarray  # (3, 3)
+    translation: np.ndarray  # (3,)
+
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        return self.scale * points @ self.rotation.T + self.translation
+
+    def invert(self, points: np.ndarray) -> np.ndarray:
+        return (points - self.translation) @ self.rotation / self.scale
+
+
+@dataclass
+class FrameFit:
+    pose: Pose
+    coefficients: np.ndarray  # (C,)
+    error: float  # mean landmark distance in the image plane / inter-ocular distance
+
+
+def weighted_similarity(source: np.ndarray, target: np.ndarray, weights: np.ndarray) -> Pose:
+    """Least-squares s, R, t with ``target ≈ s R source + t`` (Umeyama 1991, weighted)."""
+    w = weights / weights.sum()
+    mu_s, mu_t = w @ source, w @ target
+    a, b = source - mu_s, target - mu_t
+    covariance = (b * w[:, None]).T @ a
+    u, sigma, vt = np.linalg.svd(covariance)
+    d = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+    rotation = u @ d @ vt
+    scale = float(np.trace(np.diag(sigma) @ d) / (w @ np.sum(a * a, axis=1)))
+    return Pose(scale, rotation, mu_t - scale * rotation @ mu_s)
+
+
+class Fitter:
+    def __init__(self, model: FaceModel, config: FitConfig | None = None) -> None:
+        self.model = model
+        self.config = config or FitConfig()
+        self.neutral = model.vertices[:NUM_MESH_POINTS].astype(np.float64)
+        self.basis = model.deltas[:, :NUM_MESH_POINTS].astype(np.float64)  # (C, N, 3)
+        motion = np.abs(self.basis).max(axis=(0, 2))
+        self.weights = np.where(motion < self.config.rigid_motion, 1.0, self.config.nonrigid_weight)
+        self._design = self.basis.reshape(len(self.basis), -1).T  # (3N, C)
+        ridge = np.sqrt(self.config.ridge) * np.eye(self._design.shape[1])
+        self._damped = np.vstack([self._design, ridge])
+
+    def shape(self, coefficients: np.ndarray, identity: np.ndarray | None = None) -> np.ndarray:
+        base = self.neutral if identity is None else self.neutral + identity
+        return base + np.tensordot(coefficients, self.basis, axes=1)
+
+    def fit_frame(
+        self, observed: np.ndarray, identity: np.ndarray | None = None, start: np.ndarray | None = None
+    ) -> FrameFit:
+        """Pose and coefficients for one frame of (>= 468, 3) landmarks."""
+        observed = observed[:NUM_MESH_POINTS]
+        coefficients = np.zeros(len(self.basis)) if start is None else start.copy()
+        base = self.neutral if identity is None else self.neutral + identity
+        for _ in range(self.config.iterations):
+            pose = weighted_similarity(self.shape(coefficients, identity), observed, self.weights)
+            residual = (pose.invert(observed) - base).ravel()
+            target = np.concatenate([residual, np.zeros(self._damped.shape[1])])
+            coefficients = lsq_linear(self._damped, target, bounds=(0.0, 1.0), method="bvls").x
+        pose = weighted_similarity(self.shape(coefficients, identity), observed, self.weights)
+        return FrameFit(pose, coefficients, self.reprojection_error(observed, pose, coefficients, identity))
+
+    def reprojection_error(
+        self, observed: np.ndarray, pose: Pose, coefficients: np.ndarray, identity: np.ndarray | None
+    ) -> float:
+        fitted = pose.apply(self.shape(coefficients, identity))
+        interocular = np.linalg.norm(observed[EYE_OUTER_LEFT, :2] - observed[EYE_OUTER_RIGHT, :2])
+        return float(np.mean(np.linalg.norm(fitted[:, :2] - observed[:NUM_MESH_POINTS, :2], axis=1)) / interocular)
+
+    def fit_identity(self, frames: list[np.ndarray], closed_fraction: float = 0.2) -> np.ndarray:
+        """The person's rest face as an offset from the canonical neutral.
+
+        From the frames with the most closed lips (rest), with expression held at zero, so
+        that the person's rest maps to all-zero coefficients: the per-vertex median of the
+        pose-normalized landmarks minus the neutral (robust to blinks and odd frames)."""
+        gaps = np.array([_lip_gap(f) for f in frames])
+        rest = [f for f, g in zip(frames, gaps, strict=True) if g <= np.quantile(gaps, closed_fraction)]
+        zero = np.zeros(len(self.basis))
+        offsets = []
+        for observed in rest:
+            pose = weighted_similarity(self.neutral, observed[:NUM_MESH_POINTS], self.weights)
+            offsets.append(pose.invert(observed[:NUM_MESH_POINTS]) - self.shape(zero))
+        identity = np.median(np.stack(offsets), axis=0)
+        return identity - identity.mean(axis=0)  # no net translation: that belongs to the pose
+
+    def track(self, frames: list[np.ndarray], identity_frames: int = 200) -> tuple[np.ndarray, list[FrameFit]]:
+        """Identity from a spread of frames, then every frame fitted with it (warm-started)."""
+        step = max(1, len(frames) // identity_frames)
+        identity = self.fit_identity(frames[::step])
+        fits, previous = [], None
+        for observed in frames:
+            fit = self.fit_frame(observed, identity, start=previous)
+            fits.append(fit)
+            previous = fit.coefficients
+        return identity, fits
+
+
+def _lip_gap(points: np.ndarray) -> float:
+    """Inner-lip opening relative to mouth width (scale and pose free enough to rank frames)."""
+    return float(np.linalg.norm(points[13] - points[14]) / np.linalg.norm(points[61] - points[291]))
