@@ -147,22 +147,25 @@ def _video_clips(video: Path) -> list[Clip]:
     return clips
 
 
+def _pronunciation(word: str) -> list[str]:
+    """CMU phones of a transcript word (empty when the dictionary lacks it)."""
+    return pronunciation_dictionary().get(normalize_transcript(word)[0], [])
+
+
 def _first_phone(word: str) -> str:
-    phones = pronunciation_dictionary().get(normalize_transcript(word)[0], [""])
-    return phones[0]
+    return next(iter(_pronunciation(word)), "")
 
 
 def score_clip(aperture: np.ndarray, fps: float, clip: Clip, scores: Scores) -> None:
     times = frame_times(len(aperture), fps)
     reference = np.percentile(aperture, 95)
-    lexicon = pronunciation_dictionary()
     speech = [w for w in clip.words if w.word not in SILENCE_WORDS]
     for w in speech:
         in_word = (times >= w.start) & (times <= w.end)
         if _first_phone(w.word) in BILABIALS:
             onset = (times >= w.start) & (times <= w.start + CLOSURE_WINDOW)
             scores.closure.add(bool(onset.any()) and aperture[onset].min() <= CLOSURE_FRACTION * reference)
-        phones = set(lexicon.get(normalize_transcript(w.word)[0], []))
+        phones = set(_pronunciation(w.word))
         if phones & OPEN_VOWELS and in_word.any():
             scores.open_vowel.add(aperture[in_word].max() >= OPEN_FRACTION * reference)
     if speech:

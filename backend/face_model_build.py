@@ -25,12 +25,13 @@ from scipy.optimize import linear_sum_assignment
 from steadytalk_shared.face_model import DEFAULT_PATH, FACE_MODEL_VERSION, FaceModel, Regions
 from steadytalk_shared.schema import CHANNELS
 
+from .landmarks import MOUTH_CORNER_LEFT, MOUTH_CORNER_RIGHT, lip_gap_ratio
+
 # mediapipe face-mesh landmark indices (fixed by its topology).
 LIPS_OUTER_UPPER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291)
 LIPS_OUTER_LOWER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291)
 LIPS_INNER_UPPER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
 LIPS_INNER_LOWER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
-MOUTH_CORNER_LEFT, MOUTH_CORNER_RIGHT = 291, 61
 EYE_OUTER_LEFT, EYE_OUTER_RIGHT = 263, 33
 CHEEK_LEFT = 425
 CHIN = 152
@@ -91,9 +92,8 @@ def neutral_shape(landmarks: np.ndarray, config: BuildConfig) -> np.ndarray:
     for _ in range(3):  # generalized Procrustes
         aligned = np.array([_similarity_align(p, reference) for p in points])
         reference = aligned.mean(0)
-    lip_gap = np.linalg.norm(aligned[:, 13] - aligned[:, 14], axis=1)
-    width = np.linalg.norm(aligned[:, MOUTH_CORNER_LEFT] - aligned[:, MOUTH_CORNER_RIGHT], axis=1)
-    closed = lip_gap / width <= np.quantile(lip_gap / width, config.closed_fraction)
+    gaps = lip_gap_ratio(aligned)
+    closed = gaps <= np.quantile(gaps, config.closed_fraction)
     mean = aligned[closed].mean(0)
     mean *= EYE_CORNER_DISTANCE_M / np.linalg.norm(mean[EYE_OUTER_LEFT] - mean[EYE_OUTER_RIGHT])
     x_axis = mean[EYE_OUTER_LEFT] - mean[EYE_OUTER_RIGHT]

@@ -17,7 +17,7 @@ from scipy.optimize import lsq_linear
 
 from steadytalk_shared.face_model import FaceModel
 
-from .landmarks import NUM_MESH_POINTS
+from .landmarks import NUM_MESH_POINTS, lip_gap_ratio
 
 EYE_OUTER_LEFT, EYE_OUTER_RIGHT = 263, 33
 
@@ -115,7 +115,7 @@ class Fitter:
         From the frames with the most closed lips (rest), with expression held at zero, so
         that the person's rest maps to all-zero coefficients: the per-vertex median of the
         pose-normalized landmarks minus the neutral (robust to blinks and odd frames)."""
-        gaps = np.array([_lip_gap(f) for f in frames])
+        gaps = lip_gap_ratio(np.stack(frames))
         rest = [f for f, g in zip(frames, gaps, strict=True) if g <= np.quantile(gaps, closed_fraction)]
         zero = np.zeros(len(self.basis))
         offsets = []
@@ -135,8 +135,3 @@ class Fitter:
             fits.append(fit)
             previous = fit.coefficients
         return identity, fits
-
-
-def _lip_gap(points: np.ndarray) -> float:
-    """Inner-lip opening relative to mouth width (scale and pose free enough to rank frames)."""
-    return float(np.linalg.norm(points[13] - points[14]) / np.linalg.norm(points[61] - points[291]))

@@ -15,6 +15,16 @@ import numpy as np
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 NUM_MESH_POINTS = 468  # the face mesh; refined landmarks add 10 iris points after these
+INNER_LIP_UPPER, INNER_LIP_LOWER = 13, 14
+MOUTH_CORNER_LEFT, MOUTH_CORNER_RIGHT = 291, 61
+
+
+def lip_gap_ratio(points: np.ndarray) -> np.ndarray:
+    """Inner-lip opening over mouth width, for (..., >= 468, 3) landmarks: 0 when the lips
+    touch; free of scale and nearly of pose, so it ranks frames from closed to open."""
+    gap = np.linalg.norm(points[..., INNER_LIP_UPPER, :] - points[..., INNER_LIP_LOWER, :], axis=-1)
+    width = np.linalg.norm(points[..., MOUTH_CORNER_LEFT, :] - points[..., MOUTH_CORNER_RIGHT, :], axis=-1)
+    return gap / width
 
 
 @dataclass(frozen=True)
