@@ -66,6 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lipsync.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    prep = sub.add_parser("prepare", help="reference video -> avatar folder (tracking, crops, audio features)")
+    prep.add_argument("video", type=Path, help="a video of one person talking, with sound (mp4, mov, mkv, webm, mpg)")
+    prep.add_argument("--out", type=Path, required=True, help="avatar folder (created; a rerun resumes it)")
+    prep.add_argument(
+        "--size", type=int, action="append", choices=(256, 512), help="crop size; repeat for both (default 256)"
+    )
+    prep.add_argument("--fps", type=_positive_fps, default=None, help="output frame rate (default: the video's)")
+    ptext = prep.add_mutually_exclusive_group()
+    ptext.add_argument("--transcript", help="the words spoken, for a more accurate phone alignment")
+    ptext.add_argument("--transcript-file", type=Path, help="a UTF-8 text file with the words spoken")
+    prep.add_argument("--force", action="store_true", help="rebuild an avatar folder made from another video")
+    prep.add_argument("--quiet", action="store_true", help="no progress bar")
+
     serve = sub.add_parser("serve", help="run the ZeroMQ backend (loopback by default)")
     serve.add_argument("--bind", default="tcp://127.0.0.1:5757", help="ZeroMQ endpoint to bind (loopback by default)")
     serve.add_argument("--workers", type=int, default=2, help="jobs processed at once")
@@ -221,6 +234,60 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+class _StageBars:
+    """One tqdm bar per stage of ``prepare`` (frames/s shown), on stderr."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._enabled = enabled
+        self._bar = None
+        self._stage = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self._enabled:
+            return
+        if stage != self._stage:
+            self.close()
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=f"{stage:<9}", unit="frame" if total > 3 else "step", leave=True)
+            self._stage = stage
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .prepare import PrepareConfig, prepare
+
+    sizes = tuple(sorted(set(args.size or [256])))
+    config = PrepareConfig(sizes=sizes, fps=args.fps, transcript=_read_transcript(args))
+    bars = _StageBars(not args.quiet)
+    started = time.perf_counter()
+    try:
+        manifest = prepare(args.video, args.out, config, force=args.force, progress=bars)
+    finally:
+        bars.close()
+    elapsed = time.perf_counter() - started
+    video, report = manifest.video, manifest.report
+    worked = sum(stage.get("seconds", 0.0) for stage in manifest.stages.values())
+    print(f"avatar written to {args.out}")
+    print(f"  video        {video['width']}x{video['height']}, {video['frames']} frames at {video['fps']:g} fps")
+    print(f"               {manifest.stages['landmarks']['cfr']}")
+    print(
+        f"  tracked      {report['tracked_share']:.1%} of frames ({report['interpolated_frames']} interpolated), "
+        f"reprojection {report['reprojection_error_iod']['mean']:.2%} of the eye distance"
+    )
+    print(f"  audio        {manifest.stages['audio']['mode']}")
+    print(
+        f"  took         {elapsed:.1f} s this run; {worked:.1f} s in all "
+        f"({video['frames'] / max(worked, 1e-9):.1f} frames/s)"
+    )
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import LipsyncServer, ServerConfig
 
@@ -276,6 +343,7 @@ COMMANDS = {
     "eval": cmd_eval,
     "smoother-train": cmd_smoother_train,
     "face-model": cmd_face_model,
+    "prepare": cmd_prepare,
 }
 
 

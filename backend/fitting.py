@@ -10,7 +10,8 @@ pose and expression leave unexplained over many frames (robust to blinks and odd
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.optimize import lsq_linear
@@ -98,7 +99,8 @@ class Fitter:
             pose = weighted_similarity(self.shape(coefficients, identity), observed, self.weights)
             residual = (pose.invert(observed) - base).ravel()
             target = np.linalg.solve(self._cholesky, self._design.T @ residual)
-            coefficients = lsq_linear(self._reduced, target, bounds=(0.0, 1.0), method="bvls").x
+            # bvls can overshoot its bounds by rounding (-3e-17); the schema promises [0, 1].
+            coefficients = np.clip(lsq_linear(self._reduced, target, bounds=(0.0, 1.0), method="bvls").x, 0.0, 1.0)
         pose = weighted_similarity(self.shape(coefficients, identity), observed, self.weights)
         return FrameFit(pose, coefficients, self.reprojection_error(observed, pose, coefficients, identity))
 
@@ -125,13 +127,31 @@ class Fitter:
         identity = np.median(np.stack(offsets), axis=0)
         return identity - identity.mean(axis=0)  # no net translation: that belongs to the pose
 
-    def track(self, frames: list[np.ndarray], identity_frames: int = 200) -> tuple[np.ndarray, list[FrameFit]]:
+    def track(
+        self,
+        frames: list[np.ndarray],
+        identity_frames: int = 200,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> tuple[np.ndarray, list[FrameFit]]:
         """Identity from a spread of frames, then every frame fitted with it (warm-started)."""
         step = max(1, len(frames) // identity_frames)
         identity = self.fit_identity(frames[::step])
         fits, previous = [], None
-        for observed in frames:
+        for index, observed in enumerate(frames):
             fit = self.fit_frame(observed, identity, start=previous)
             fits.append(fit)
             previous = fit.coefficients
+            if progress is not None:
+                progress(index + 1, len(frames))
         return identity, fits
+
+
+def identity_model(model: FaceModel, identity: np.ndarray) -> FaceModel:
+    """The canonical model with a person's identity offset applied to its neutral shape.
+
+    The tongue (after the 468 mesh points) moves with the inner lips, so it stays in the mouth."""
+    vertices = model.vertices.astype(np.float64).copy()
+    vertices[:NUM_MESH_POINTS] += identity
+    inner = model.regions.mouth_hole
+    vertices[NUM_MESH_POINTS:] += identity[inner].mean(axis=0)
+    return replace(model, vertices=vertices.astype(np.float32))

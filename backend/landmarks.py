@@ -6,7 +6,10 @@ Landmarks come back in pixel units of the input image: ``x * width``, ``y * heig
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +30,21 @@ def lip_gap_ratio(points: np.ndarray) -> np.ndarray:
     return gap / width
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """mediapipe's C++ side writes start-up notices straight to file descriptor 2 (before its
+    logging is configured, so GLOG settings do not reach them); keep them off the terminal."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 @dataclass(frozen=True)
 class LandmarkerConfig:
     # Video mode tracks between frames (faster, steadier); static mode detects every frame.
@@ -42,13 +60,15 @@ class FaceLandmarker:
         import mediapipe as mp
 
         self.config = config or LandmarkerConfig()
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=not self.config.video,
-            refine_landmarks=self.config.refine,
-            max_num_faces=self.config.max_faces,
-            min_detection_confidence=self.config.min_detection_confidence,
-            min_tracking_confidence=self.config.min_tracking_confidence,
-        )
+        with _native_stderr_silenced():
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=not self.config.video,
+                refine_landmarks=self.config.refine,
+                max_num_faces=self.config.max_faces,
+                min_detection_confidence=self.config.min_detection_confidence,
+                min_tracking_confidence=self.config.min_tracking_confidence,
+            )
+        self._started = False
 
     def __enter__(self) -> FaceLandmarker:
         return self
@@ -62,7 +82,12 @@ class FaceLandmarker:
     def detect(self, rgb: np.ndarray) -> list[np.ndarray]:
         """All faces in an RGB uint8 image (H, W, 3): a list of (478 or 468, 3) arrays in pixels."""
         height, width = rgb.shape[:2]
-        result = self._mesh.process(np.ascontiguousarray(rgb))
+        if self._started:
+            result = self._mesh.process(np.ascontiguousarray(rgb))
+        else:  # the first call loads the models and prints more notices
+            with _native_stderr_silenced():
+                result = self._mesh.process(np.ascontiguousarray(rgb))
+            self._started = True
         faces = []
         for face in result.multi_face_landmarks or []:
             points = np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float64)

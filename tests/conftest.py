@@ -57,3 +57,53 @@ def server():
     srv.stop()
     thread.join(timeout=30)
     assert not thread.is_alive(), "server did not stop"
+
+
+def write_video(
+    path: Path,
+    frames: list[np.ndarray],
+    fps: float = 25.0,
+    audio: np.ndarray | None = None,
+    times: list[float] | None = None,
+) -> Path:
+    """An H.264 mp4 of RGB frames (optionally at the given frame times: variable rate) with
+    16 kHz mono AAC audio when given. For tests that need videos of a particular kind."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        video.height, video.width = frames[0].shape[:2]
+        video.pix_fmt = "yuv420p"
+        # Millisecond timestamps in the encoder too, or irregular frame times collide at 1/fps.
+        video.time_base = video.codec_context.time_base = Fraction(1, 1000)
+        sound = None
+        if audio is not None:
+            sound = container.add_stream("aac", rate=16000)
+            sound.layout = "mono"
+        for index, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            frame.pts = int(round((times[index] if times is not None else index / fps) * 1000))
+            frame.time_base = Fraction(1, 1000)
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        if sound is not None:
+            step = 1024
+            for start in range(0, len(audio), step):
+                piece = np.ascontiguousarray(audio[None, start : start + step], dtype=np.float32)
+                frame = av.AudioFrame.from_ndarray(piece, format="fltp", layout="mono")
+                frame.sample_rate, frame.pts = 16000, start
+                for packet in sound.encode(frame):
+                    container.mux(packet)
+            for packet in sound.encode():
+                container.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="session")
+def make_video():
+    """``write_video`` for tests: (path, frames, fps=25, audio=None, times=None) -> path."""
+    return write_video

@@ -1,0 +1,551 @@
+"""``steadytalk prepare VIDEO --out AVATAR_DIR``: a reference video -> an avatar folder.
+
+Stages (each one writes its files atomically and is recorded in the manifest, so a rerun
+skips what is done; the landmark stage also checkpoints every few hundred frames):
+
+1. landmarks   decode at a constant frame rate, mediapipe face mesh (478 points) per frame
+2. fit         identity (once, from rest frames), head pose and ARKit coefficients per frame;
+               frames without a face get interpolated landmarks and are marked untracked
+3. crops       a stable face-centred crop per output size (256, 512) as H.264, the crop
+               window of every frame, the mouth-region masks; the full frame as the plate
+4. audio       16 kHz mono WAV, the lip-sync engine's curves and its S2A feature sequence
+5. blender     what the add-on needs to rebuild the person: rig (identity mesh with the
+               schema's shape keys), camera, per-frame head pose, the plate's path
+
+Folder layout and array meanings are described in ``manifest.json`` itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from steadytalk_shared import render_contract as rc
+from steadytalk_shared.face_model import FaceModel
+from steadytalk_shared.schema import CHANNELS, SCHEMA_VERSION
+
+from .errors import SteadyTalkError
+from .fitting import Fitter, identity_model
+from .landmarks import NUM_MESH_POINTS
+from .video import CfrReport, VideoError, VideoWriter, constant_rate, frames_at_constant_rate, probe
+
+log = logging.getLogger(__name__)
+
+AVATAR_VERSION = 1
+STAGES = ("landmarks", "fit", "crops", "audio", "blender")
+Progress = Callable[[str, int, int], None]  # stage, done, total
+
+
+class PrepareError(SteadyTalkError):
+    code = "bad_video"
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    sizes: tuple[int, ...] = (256,)
+    fps: float | None = None  # None: the video's own rate (nearest common rate)
+    min_seconds: float = 2.0  # the renderer sees 12-frame windows with context either side
+    advised_seconds: float = 60.0  # shorter still works but makes a weak avatar
+    # Frames with two or more faces beyond this share stop the run (a second face now and
+    # then, e.g. a poster, is ignored: the largest face is the person).
+    multi_face_share: float = 0.02
+    min_tracked_share: float = 0.5
+    # The crop's side, in face heights (forehead to chin): the face fills two thirds of it.
+    crop_face_heights: float = 1.5
+    # Crop centre smoothed over this many seconds (Gaussian sigma) so the crop does not shake.
+    crop_smoothing_seconds: float = 0.5
+    crf: int = 12
+    checkpoint_frames: int = 500
+    transcript: str | None = None
+
+    def fingerprint(self) -> dict:
+        """Settings that change the stages' results (a mismatch restarts from scratch)."""
+        values = asdict(self)
+        values.pop("checkpoint_frames")
+        values["sizes"] = list(self.sizes)
+        return values
+
+
+@dataclass
+class Manifest:
+    version: int = AVATAR_VERSION
+    source: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+    stages: dict = field(default_factory=dict)  # stage -> {"seconds": ..., ...}
+    video: dict = field(default_factory=dict)
+    report: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)
+    schema: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> Manifest:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+    def save(self, path: Path) -> None:
+        _atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
+
+
+FILES = {
+    "landmarks.npz": "mediapipe landmarks, pixels of the source frame (x*W, y*H, z*W): points (T, 478, 3), "
+    "found (T,) bool, faces (T,) faces seen per frame",
+    "params.npz": "per-frame fit: coefficients (T, 33) schema order in [0, 1], scale (T,), rotation (T, 3, 3), "
+    "translation (T, 3) with source_pixels = scale * R @ model_metres + t (y down, depth on the x scale), "
+    "tracked (T,) bool (False: landmarks interpolated), error (T,) reprojection / inter-ocular distance, "
+    "identity (468, 3) metres offset from the canonical neutral",
+    "crop_{size}/frames.mp4": "face-centred crop of every frame, H.264 4:4:4, constant rate",
+    "crop_{size}/crop.npy": "(T, 3) crop window per frame: scale, offset_x, offset_y (crop = scale * source + offset)",
+    "crop_{size}/mouth_masks.npz": "mouth region per frame: bits (T, H, ceil(W / 8)) from np.packbits along x",
+    "plate.mp4": "the full source frames at the constant rate (the background plate)",
+    "preview.png": "a few frames: crop | shape pass over it | shape pass | mouth region (check the tracking)",
+    "audio.wav": "16 kHz mono PCM",
+    "lipsync.json": "the lip-sync engine's curves for the audio at the video's frame rate",
+    "features.npz": "S2A features of the lip-sync engine: values (N, D) at rate (100 Hz) with its layout",
+    "blender/rig.npz": "face model of this person (identity applied), loadable with FaceModel.load",
+    "blender/scene.json": "camera (orthographic, source pixels), fps, frame count and plate path",
+    "blender/head_pose.npy": "(T, 4, 4) model metres -> contract space of the full source frame",
+}
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
+
+
+def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
+    partial.replace(path)
+
+
+def _atomic_save(path: Path, array: np.ndarray) -> None:
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as handle:
+        np.save(handle, array)
+    partial.replace(path)
+
+
+def _source_fingerprint(path: Path) -> dict:
+    stat = path.stat()
+    with open(path, "rb") as handle:
+        head = hashlib.sha256(handle.read(1 << 20)).hexdigest()
+    return {"path": str(path.resolve()), "bytes": stat.st_size, "sha256_first_mib": head}
+
+
+def interpolate_missing(points: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """Fill frames without a face linearly between the nearest found frames (held at the ends)."""
+    if found.all():
+        return points
+    index = np.arange(len(points))
+    good = np.nonzero(found)[0]
+    flat = points.reshape(len(points), -1)
+    filled = np.stack([np.interp(index, good, flat[good, j]) for j in range(flat.shape[1])], axis=1)
+    return filled.reshape(points.shape)
+
+
+def stable_crop_centres(centres: np.ndarray, sigma_frames: float) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter1d
+
+    return gaussian_filter1d(centres, sigma_frames, axis=0, mode="nearest") if sigma_frames > 0 else centres
+
+
+def crop_image(frame: np.ndarray, crop: rc.Crop) -> np.ndarray:
+    """The crop window of an RGB frame, resampled. Coordinates put pixel centres at +0.5, as
+    the landmarks and the render contract do; OpenCV puts them at integers, hence the shift.
+    Large reductions go through an area-averaged resize first so fine texture does not alias."""
+    import cv2
+
+    height, width = frame.shape[:2]
+    scale_x = scale_y = crop.scale
+    reduction = min(1.0, 1.5 * crop.scale)
+    if reduction < 1.0:
+        small = (max(1, round(width * reduction)), max(1, round(height * reduction)))
+        frame = cv2.resize(frame, small, interpolation=cv2.INTER_AREA)
+        scale_x, scale_y = crop.scale * width / small[0], crop.scale * height / small[1]
+    affine = np.array(
+        [
+            [scale_x, 0.0, crop.offset_x + 0.5 * (scale_x - 1.0)],
+            [0.0, scale_y, crop.offset_y + 0.5 * (scale_y - 1.0)],
+        ]
+    )
+    return cv2.warpAffine(
+        frame, affine, (crop.width, crop.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+
+
+PREVIEW_FRAMES = 4
+
+
+def write_preview(path: Path, rows: list[list[np.ndarray]]) -> None:
+    """One row per frame: the crop, the shape pass blended over it, the shape pass, the mouth
+    region in red. A misfit (shifted or wrongly scaled face) is visible at a glance."""
+    import cv2
+
+    lines = []
+    for crop, color, mask, mouth in rows:
+        blend, region = crop.copy(), crop.copy()
+        blend[mask] = (0.5 * crop[mask] + 0.5 * color[mask]).astype(np.uint8)
+        region[mouth] = (0.5 * crop[mouth] + np.array([127, 0, 0])).astype(np.uint8)
+        lines.append(np.concatenate([crop, blend, color, region], axis=1))
+    partial = path.with_name(path.name + ".partial.png")
+    cv2.imwrite(str(partial), cv2.cvtColor(np.concatenate(lines, axis=0), cv2.COLOR_RGB2BGR))
+    partial.replace(path)
+
+
+class Preparer:
+    def __init__(self, video: Path, out: Path, config: PrepareConfig | None = None, force: bool = False) -> None:
+        self.video = Path(video)
+        self.out = Path(out)
+        self.config = config or PrepareConfig()
+        self.force = force
+        self.model = FaceModel.load()
+        self.fitter = Fitter(self.model)
+
+    # -- checks -------------------------------------------------------------------------
+    def _check(self):
+        for size in self.config.sizes:
+            if size not in (256, 512):
+                raise PrepareError(f"Crop size {size} is not supported.", "Use --size 256 and/or --size 512.")
+        info = probe(self.video)
+        if not info.has_audio:
+            raise PrepareError(
+                f"{self.video.name} has no audio track.",
+                "An avatar learns from speech and face together: use a video recorded with sound.",
+            )
+        if info.duration < self.config.min_seconds:
+            raise PrepareError(
+                f"{self.video.name} is {info.duration:.1f} s long; prepare needs at least "
+                f"{self.config.min_seconds:g} s.",
+                f"Use a longer recording (a good avatar wants {self.config.advised_seconds:g} s or more).",
+            )
+        if self.out.exists() and not self.out.is_dir():
+            raise PrepareError(f"{self.out} exists and is not a folder.", "Choose another --out.")
+        return info
+
+    def _open_manifest(self, info) -> Manifest:
+        path = self.out / "manifest.json"
+        fps = self.config.fps or constant_rate(info.fps)
+        source = _source_fingerprint(self.video)
+        settings = self.config.fingerprint() | {"fps": fps}
+        if path.exists():
+            try:
+                manifest = Manifest.load(path)
+            except (ValueError, TypeError) as exc:
+                raise PrepareError(f"{path} is damaged ({exc}).", "Use --force to rebuild the avatar.") from None
+            same = manifest.version == AVATAR_VERSION and manifest.source == source and manifest.settings == settings
+            if same:
+                return manifest
+            if not self.force:
+                raise PrepareError(
+                    f"{self.out} holds an avatar of another video or other settings.",
+                    "Choose another --out, or pass --force to rebuild it there.",
+                )
+            log.warning("rebuilding %s (--force)", self.out)
+        elif self.out.exists() and any(self.out.iterdir()) and not self.force:
+            raise PrepareError(
+                f"{self.out} is not empty and is not an avatar folder.",
+                "Choose an empty or new folder, or pass --force to write into it.",
+            )
+        self.out.mkdir(parents=True, exist_ok=True)
+        num_frames = int(round(info.duration * fps))
+        manifest = Manifest(
+            source=source,
+            settings=settings,
+            video={
+                "width": info.width,
+                "height": info.height,
+                "source_fps": info.fps,
+                "fps": fps,
+                "frames": num_frames,
+                "duration": num_frames / fps,
+                "codec": info.codec,
+            },
+            schema={
+                "version": SCHEMA_VERSION,
+                "channels": list(CHANNELS),
+                "render_contract": rc.RENDER_CONTRACT_VERSION,
+            },
+        )
+        manifest.files = {
+            name.replace("{size}", str(size)): text
+            for name, text in FILES.items()
+            for size in (self.config.sizes if "{size}" in name else (0,))
+        }
+        manifest.save(path)
+        return manifest
+
+    # -- the run ------------------------------------------------------------------------
+    def run(self, progress: Progress | None = None) -> Manifest:
+        report = progress or (lambda stage, done, total: None)
+        info = self._check()
+        manifest = self._open_manifest(info)
+        if info.duration < self.config.advised_seconds:
+            log.warning(
+                "%s is %.0f s long; %g s or more makes a better avatar",
+                self.video.name,
+                info.duration,
+                self.config.advised_seconds,
+            )
+        steps = {
+            "landmarks": self._landmarks,
+            "fit": self._fit,
+            "crops": self._crops,
+            "audio": self._audio,
+            "blender": self._blender,
+        }
+        for stage in STAGES:
+            if stage in manifest.stages:
+                report(stage, 1, 1)
+                continue
+            started = time.perf_counter()
+            details = steps[stage](manifest, report) or {}
+            manifest.stages[stage] = {"seconds": round(time.perf_counter() - started, 2), **details}
+            manifest.save(self.out / "manifest.json")
+        return manifest
+
+    def _landmarks(self, manifest: Manifest, report: Progress) -> dict:
+        from .landmarks import FaceLandmarker
+
+        total, fps = manifest.video["frames"], manifest.video["fps"]
+        checkpoint = self.out / "landmarks.partial.npz"
+        points = np.zeros((total, 478, 3), dtype=np.float32)
+        found = np.zeros(total, dtype=bool)
+        faces = np.zeros(total, dtype=np.int8)
+        start = 0
+        if checkpoint.exists():
+            with np.load(checkpoint) as data:
+                start = int(data["done"])
+                points[:start], found[:start], faces[:start] = data["points"], data["found"], data["faces"]
+            log.info("resuming landmarks at frame %d of %d", start, total)
+        cfr = CfrReport()
+        with FaceLandmarker() as landmarker:
+            for index, rgb in frames_at_constant_rate(self.video, fps, total, cfr, start=start):
+                detected = landmarker.detect(rgb)
+                faces[index] = len(detected)
+                if detected:
+                    # Several faces: the largest (nearest) is the person.
+                    widest = max(detected, key=lambda p: np.ptp(p[:NUM_MESH_POINTS, 0]))
+                    points[index, : len(widest)] = widest
+                    found[index] = True
+                if (index + 1) % self.config.checkpoint_frames == 0:
+                    _atomic_savez(
+                        checkpoint,
+                        done=np.array(index + 1),
+                        points=points[: index + 1],
+                        found=found[: index + 1],
+                        faces=faces[: index + 1],
+                    )
+                report("landmarks", index + 1, total)
+        self._check_faces(found, faces, fps)
+        _atomic_savez(self.out / "landmarks.npz", points=points, found=found, faces=faces)
+        checkpoint.unlink(missing_ok=True)
+        return {"cfr": cfr.describe(), "variable_frame_rate": cfr.variable, "resumed_at": start}
+
+    def _check_faces(self, found: np.ndarray, faces: np.ndarray, fps: float) -> None:
+        if not found.any():
+            raise PrepareError(
+                f"No face was found in {self.video.name}.",
+                "Use a video where one face is clearly visible, frontal, and well lit.",
+            )
+        if found.mean() < self.config.min_tracked_share:
+            raise PrepareError(
+                f"A face was found in only {found.mean():.0%} of the frames of {self.video.name}.",
+                "Trim the video to the part where the face is visible.",
+            )
+        several = faces > 1
+        if several.mean() > self.config.multi_face_share:
+            first = int(np.argmax(several)) / fps
+            raise PrepareError(
+                f"More than one face in {several.sum()} frames of {self.video.name} (first at "
+                f"{int(first // 60)}:{first % 60:04.1f}).",
+                "An avatar is one person: crop or trim the video so that only they are in view.",
+            )
+
+    def _fit(self, manifest: Manifest, report: Progress) -> dict:
+        with np.load(self.out / "landmarks.npz") as data:
+            points, found = data["points"].astype(np.float64), data["found"]
+        filled = interpolate_missing(points, found)
+        identity, fits = self.fitter.track(list(filled), progress=lambda done, total: report("fit", done, total))
+        errors = np.array([f.error for f in fits])
+        _atomic_savez(
+            self.out / "params.npz",
+            coefficients=np.stack([f.coefficients for f in fits]).astype(np.float32),
+            scale=np.array([f.pose.scale for f in fits]),
+            rotation=np.stack([f.pose.rotation for f in fits]),
+            translation=np.stack([f.pose.translation for f in fits]),
+            tracked=found,
+            error=errors,
+            identity=identity.astype(np.float32),
+            channels=np.array(CHANNELS),
+        )
+        tracked = found.mean()
+        manifest.report.update(
+            {
+                "tracked_share": round(float(tracked), 4),
+                "interpolated_frames": int((~found).sum()),
+                "reprojection_error_iod": {
+                    "mean": round(float(errors[found].mean()), 5),
+                    "p95": round(float(np.quantile(errors[found], 0.95)), 5),
+                },
+            }
+        )
+        if (~found).any():
+            log.warning("no face in %d frames: filled by interpolation", int((~found).sum()))
+        return {}
+
+    def _params(self) -> dict[str, np.ndarray]:
+        with np.load(self.out / "params.npz") as data:
+            return {k: data[k] for k in data.files}
+
+    def _crop_windows(self, params: dict[str, np.ndarray], fps: float, size: int) -> list[rc.Crop]:
+        """A crop of fixed side (from the median face size) around the smoothed face centre."""
+        face = self.model.vertices[:NUM_MESH_POINTS]
+        centre_model = 0.5 * (face.min(axis=0) + face.max(axis=0))
+        height_model = float(np.ptp(face[:, 1]))
+        centres = params["scale"][:, None] * (params["rotation"] @ centre_model) + params["translation"]
+        centres = stable_crop_centres(centres[:, :2], self.config.crop_smoothing_seconds * fps)
+        side = self.config.crop_face_heights * height_model * float(np.median(params["scale"]))
+        return [rc.Crop.around(float(x), float(y), side, size) for x, y in centres]
+
+    def _crops(self, manifest: Manifest, report: Progress) -> dict:
+        from .shape_pass import ShapePassRenderer
+
+        params = self._params()
+        fps, total = manifest.video["fps"], manifest.video["frames"]
+        rig = identity_model(self.model, params["identity"])
+        windows = {size: self._crop_windows(params, fps, size) for size in self.config.sizes}
+        writers, masks = {}, {}
+        for size in self.config.sizes:
+            (self.out / f"crop_{size}").mkdir(exist_ok=True)
+            writers[size] = VideoWriter(self.out / f"crop_{size}" / "frames.mp4", size, size, fps, self.config.crf)
+            masks[size] = np.zeros((total, size, (size + 7) // 8), dtype=np.uint8)
+        width, height = manifest.video["width"], manifest.video["height"]
+        plate = VideoWriter(self.out / "plate.mp4", width - width % 2, height - height % 2, fps, self.config.crf)
+        renderers = {size: ShapePassRenderer(self.model, size, size) for size in self.config.sizes}
+        batch: list[int] = []
+        # A contact sheet for the user: a few frames with the shape pass and mouth region on top.
+        preview_size = min(self.config.sizes)
+        preview_frames = set(np.linspace(0, total - 1, PREVIEW_FRAMES).round().astype(int).tolist())
+        previews: dict[int, list[np.ndarray]] = {}
+
+        def flush() -> None:
+            for size in self.config.sizes:
+                mats = np.stack([self._matrix(params, i, windows[size][i]) for i in batch])
+                posed = rig.pose(params["coefficients"][batch]).astype(np.float64)  # (B, V, 3)
+                screen = rc.to_screen(np.einsum("bij,bvj->bvi", mats[:, :3, :3], posed) + mats[:, None, :3, 3])
+                shape = renderers[size].render(screen.astype(np.float32), mats[:, 2, 3])
+                masks[size][batch] = np.packbits(shape.mouth.numpy(), axis=-1)
+                if size == preview_size:
+                    colors = shape.color_uint8()
+                    for row, index in enumerate(batch):
+                        if index in previews:
+                            previews[index] += [colors[row], shape.mask[row].numpy(), shape.mouth[row].numpy()]
+            batch.clear()
+
+        try:
+            # A second pass over the source, at the same constant rate.
+            for index, frame in frames_at_constant_rate(self.video, fps, total, CfrReport()):
+                plate.write(frame[: height - height % 2, : width - width % 2])
+                for size in self.config.sizes:
+                    cropped = crop_image(frame, windows[size][index])
+                    writers[size].write(cropped)
+                    if size == preview_size and index in preview_frames:
+                        previews[index] = [cropped]
+                batch.append(index)
+                if len(batch) == 64:
+                    flush()
+                report("crops", index + 1, total)
+            if batch:
+                flush()
+        except BaseException:
+            plate.abort()
+            for writer in writers.values():
+                writer.abort()
+            raise
+        plate.close()
+        write_preview(self.out / "preview.png", [previews[i] for i in sorted(previews)])
+        for size in self.config.sizes:
+            writers[size].close()
+            windows_array = np.array([[c.scale, c.offset_x, c.offset_y] for c in windows[size]])
+            _atomic_save(self.out / f"crop_{size}" / "crop.npy", windows_array)
+            _atomic_savez(self.out / f"crop_{size}" / "mouth_masks.npz", bits=masks[size], width=np.array(size))
+        return {}
+
+    @staticmethod
+    def _matrix(params: dict[str, np.ndarray], index: int, crop: rc.Crop) -> np.ndarray:
+        return rc.model_matrix(
+            float(params["scale"][index]), params["rotation"][index], params["translation"][index], crop
+        )
+
+    def _audio(self, manifest: Manifest, report: Progress) -> dict:
+        import soundfile as sf
+
+        from .audio import load_audio
+        from .engine import LipsyncEngine
+        from .prosody import s2a_features
+
+        report("audio", 0, 3)
+        try:
+            samples = load_audio(self.video)
+        except SteadyTalkError as exc:
+            raise PrepareError(f"The audio track of {self.video.name} could not be used: {exc}") from None
+        partial = self.out / "audio.wav.partial"
+        sf.write(partial, samples, 16000, subtype="PCM_16", format="WAV")
+        partial.replace(self.out / "audio.wav")
+        report("audio", 1, 3)
+        result = LipsyncEngine().run(self.out / "audio.wav", self.config.transcript, fps=manifest.video["fps"])
+        result.write_json(self.out / "lipsync.json.partial")
+        (self.out / "lipsync.json.partial").replace(self.out / "lipsync.json")
+        report("audio", 2, 3)
+        features = s2a_features(samples, result.phones)
+        _atomic_savez(
+            self.out / "features.npz",
+            values=features.values,
+            rate=np.array(features.rate),
+            n_mels=np.array(features.n_mels),
+        )
+        report("audio", 3, 3)
+        return {"mode": result.mode, "warnings": list(result.warnings)}
+
+    def _blender(self, manifest: Manifest, report: Progress) -> dict:
+        params = self._params()
+        folder = self.out / "blender"
+        folder.mkdir(exist_ok=True)
+        rig = identity_model(self.model, params["identity"])
+        partial = folder / "rig.npz.partial"
+        rig.save(partial)
+        partial.replace(folder / "rig.npz")
+        width, height = manifest.video["width"], manifest.video["height"]
+        full = rc.Crop.full_frame(width, height)
+        matrices = np.stack([self._matrix(params, i, full) for i in range(len(params["scale"]))])
+        _atomic_save(folder / "head_pose.npy", matrices.astype(np.float32))
+        camera = rc.camera(width, height)
+        scene = {
+            "render_contract": rc.RENDER_CONTRACT_VERSION,
+            "fps": manifest.video["fps"],
+            "frames": len(matrices),
+            "resolution": [width, height],
+            "camera": asdict(camera) | {"type": "ORTHO", "rotation_euler": [0.0, 0.0, 0.0]},
+            "plate": "../plate.mp4",
+            "head_pose": "head_pose.npy",
+            "rig": "rig.npz",
+        }
+        _atomic_write_text(folder / "scene.json", json.dumps(scene, indent=2) + "\n")
+        report("blender", 1, 1)
+        return {}
+
+
+def prepare(video: Path, out: Path, config: PrepareConfig | None = None, force: bool = False, progress=None):
+    try:
+        return Preparer(video, out, config, force).run(progress)
+    except VideoError as exc:
+        raise PrepareError(exc.message, exc.hint) from None
