@@ -97,6 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     eval_lipsync.add_argument("--fps", type=_positive_fps, default=25.0)
     eval_lipsync.add_argument("--speech-dir", type=Path, help="folder of other speech for the stability table")
     eval_lipsync.add_argument("--json", type=Path, help="also write the report as JSON")
+    eval_tracking = eval_sub.add_parser("tracking", help="tracked share, reprojection error, MSI, prepare speed")
+    eval_tracking.add_argument("avatar", type=Path, help="an avatar folder made by steadytalk prepare")
+    eval_tracking.add_argument(
+        "--clips", type=Path, help="held-out GRID clips (NAME.mpg + NAME.align): jawOpen vs the lip-sync engine"
+    )
+    eval_tracking.add_argument(
+        "--work-dir", type=Path, help="where the held-out clips' avatars go (default: a temporary folder)"
+    )
+    eval_tracking.add_argument("--json", type=Path, help="also write the report as JSON")
 
     face = sub.add_parser("face-model", help="the canonical face model (mesh + ARKit blendshapes)")
     face_sub = face.add_subparsers(dest="action", required=True)
@@ -302,10 +311,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_lipsync, format_report, write_report
 
-    report = evaluate_lipsync(
-        args.directory, fps=args.fps, speech_dir=args.speech_dir, log=lambda line: print(line, file=sys.stderr)
-    )
-    print(format_report(report))
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    if args.target == "tracking":
+        import tempfile
+
+        from .tracking_eval import evaluate_tracking, format_tracking_report
+
+        if not (args.avatar / "manifest.json").exists():
+            raise SteadyTalkError(f"{args.avatar} is not an avatar folder.", "Make one with steadytalk prepare VIDEO.")
+        with tempfile.TemporaryDirectory() as scratch:
+            report = evaluate_tracking(args.avatar, args.clips, args.work_dir or Path(scratch), log)
+        print(format_tracking_report(report))
+    else:
+        report = evaluate_lipsync(args.directory, fps=args.fps, speech_dir=args.speech_dir, log=log)
+        print(format_report(report))
     if args.json:
         write_report(report, args.json)
         print(f"\nwrote {args.json}")

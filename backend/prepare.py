@@ -444,11 +444,11 @@ class Preparer:
                 screen = rc.to_screen(np.einsum("bij,bvj->bvi", mats[:, :3, :3], posed) + mats[:, None, :3, 3])
                 shape = renderers[size].render(screen.astype(np.float32), mats[:, 2, 3])
                 masks[size][batch] = np.packbits(shape.mouth.numpy(), axis=-1)
-                if size == preview_size:
+                rows = [row for row, index in enumerate(batch) if index in previews]
+                if size == preview_size and rows:
                     colors = shape.color_uint8()
-                    for row, index in enumerate(batch):
-                        if index in previews:
-                            previews[index] += [colors[row], shape.mask[row].numpy(), shape.mouth[row].numpy()]
+                    for row in rows:
+                        previews[batch[row]] += [colors[row], shape.mask[row].numpy(), shape.mouth[row].numpy()]
             batch.clear()
 
         try:

@@ -28,10 +28,15 @@ SUBNASALE = 2  # mediapipe point under the nose: the top of the mouth region
 
 @dataclass
 class ShapePass:
-    color: torch.Tensor  # (B, H, W, 3) float in [0, 1], sRGB-encoded
+    linear: torch.Tensor  # (B, H, W, 3) canonical coordinates in [0, 1] (0 off the face)
     mask: torch.Tensor  # (B, H, W) bool, the face mesh covers the pixel
     depth: torch.Tensor  # (B, H, W) float
     mouth: torch.Tensor  # (B, H, W) bool, mouth region
+
+    @property
+    def color(self) -> torch.Tensor:
+        """(B, H, W, 3) the contract's image in [0, 1]: sRGB-encoded canonical coordinates."""
+        return srgb_encode(self.linear)
 
     def color_uint8(self) -> np.ndarray:
         """(B, H, W, 3) uint8, rounded the way an 8-bit PNG stores it."""
@@ -159,4 +164,4 @@ class ShapePassRenderer:
         with_centre = torch.cat([screen, screen[:, self.mouth_loop].mean(1, keepdim=True)], dim=1)
         _, opening, _ = rasterize(with_centre, self.mouth_cap, self.height, self.width)
         mouth = (mask & (linear[..., 1] <= self.mouth_top)) | opening
-        return ShapePass(srgb_encode(linear), mask, depth, mouth)
+        return ShapePass(linear, mask, depth, mouth)
