@@ -268,6 +268,8 @@ class Preparer:
                 "frames": num_frames,
                 "duration": num_frames / fps,
                 "codec": info.codec,
+                # mediapipe's depth is on the x scale, so a weak-perspective camera fits it exactly.
+                "camera": "scaled orthographic: source_pixels = scale * rotation @ model_metres + translation",
             },
             schema={
                 "version": SCHEMA_VERSION,

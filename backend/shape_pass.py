@@ -36,7 +36,10 @@ class ShapePass:
     @property
     def color(self) -> torch.Tensor:
         """(B, H, W, 3) the contract's image in [0, 1]: sRGB-encoded canonical coordinates."""
-        return srgb_encode(self.linear)
+        # Encode only the face's pixels (the background stays 0): the power is most of the cost.
+        encoded = torch.zeros_like(self.linear)
+        encoded[self.mask] = srgb_encode(self.linear[self.mask])
+        return encoded
 
     def color_uint8(self) -> np.ndarray:
         """(B, H, W, 3) uint8, rounded the way an 8-bit PNG stores it."""

@@ -66,7 +66,8 @@ def measure(renderer: ShapePassRenderer, screens: np.ndarray, centres: np.ndarra
     while time.perf_counter() - start < seconds:
         if offset + batch > len(screens):
             offset = 0
-        renderer.render(screens_t[offset : offset + batch], centres_t[offset : offset + batch])
+        # The full contract: the encoded image, coverage, depth and mouth region.
+        renderer.render(screens_t[offset : offset + batch], centres_t[offset : offset + batch]).color
         if renderer.device.type == "cuda":
             torch.cuda.synchronize()
         done, offset = done + batch, offset + batch

@@ -16,6 +16,7 @@ import soundfile as sf
 from steadytalk_backend.cli import main
 from steadytalk_backend.prepare import PrepareConfig, PrepareError, Preparer
 from steadytalk_backend.video import CfrReport, frames_at_constant_rate, probe, read_frames
+from steadytalk_shared import render_contract as rc
 from steadytalk_shared.face_model import FaceModel
 from steadytalk_shared.schema import CHANNELS
 
@@ -90,6 +91,14 @@ def test_avatar_folder_contents(avatar):
     assert (avatar / "blender" / scene["plate"]).resolve() == (avatar / "plate.mp4").resolve()
     head = np.load(avatar / "blender" / "head_pose.npy")
     assert head.shape == (frames, 4, 4)
+    # The rig, placed by the exported head pose, lands on the face's landmarks in the frame.
+    with np.load(avatar / "params.npz") as params, np.load(avatar / "landmarks.npz") as landmarks:
+        for index in (0, 37, 74):
+            model_points = rig.pose(params["coefficients"][index])[:468]
+            placed = rc.to_screen(model_points @ head[index, :3, :3].T + head[index, :3, 3])
+            found = landmarks["points"][index, :468]
+            interocular = np.linalg.norm(found[263, :2] - found[33, :2])
+            assert np.linalg.norm(placed[:, :2] - found[:, :2], axis=1).mean() < 0.03 * interocular
     assert (avatar / "preview.png").stat().st_size > 10_000
 
 
@@ -98,7 +107,6 @@ def test_crops_and_shape_pass_line_up(avatar, clip_frames):
     """The fitted model, through the crop window, lands on the landmarks found in the crop."""
     from steadytalk_backend.landmarks import FaceLandmarker, LandmarkerConfig
     from steadytalk_backend.prepare import crop_image
-    from steadytalk_shared import render_contract as rc
 
     with np.load(avatar / "params.npz") as data:
         params = {k: data[k] for k in data.files}

@@ -89,7 +89,9 @@ def test_depth_mouth_mask_and_batching(model, renderer):
     batch = renderer.render(screens, centres)
     for i in range(len(frames)):
         single = renderer.render(screens[i : i + 1], centres[i : i + 1])
-        assert torch.equal(single.color[0], batch.color[i]) and torch.equal(single.mouth[0], batch.mouth[i])
+        # (vectorized float maths may differ in the last bit between batch sizes)
+        assert torch.allclose(single.color[0], batch.color[i], atol=1e-6)
+        assert torch.equal(single.mask[0], batch.mask[i]) and torch.equal(single.mouth[0], batch.mouth[i])
     depth, mask, mouth = batch.depth.numpy(), batch.mask.numpy(), batch.mouth.numpy()
     for i in range(len(frames)):
         nose = screens[i, NOSE_TIP]
