@@ -67,9 +67,10 @@ def measure(renderer: ShapePassRenderer, screens: np.ndarray, centres: np.ndarra
         if offset + batch > len(screens):
             offset = 0
         # The full contract: the encoded image, coverage, depth and mouth region.
-        renderer.render(screens_t[offset : offset + batch], centres_t[offset : offset + batch]).color
+        image = renderer.render(screens_t[offset : offset + batch], centres_t[offset : offset + batch]).color
         if renderer.device.type == "cuda":
             torch.cuda.synchronize()
+        assert image.shape[0] == batch
         done, offset = done + batch, offset + batch
     return done / (time.perf_counter() - start)
 
