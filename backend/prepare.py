@@ -419,6 +419,8 @@ class Preparer:
         return [rc.Crop.around(float(x), float(y), side, size) for x, y in centres]
 
     def _crops(self, manifest: Manifest, report: Progress) -> dict:
+        import torch
+
         from .shape_pass import ShapePassRenderer
 
         params = self._params()
@@ -432,7 +434,8 @@ class Preparer:
             masks[size] = np.zeros((total, size, (size + 7) // 8), dtype=np.uint8)
         width, height = manifest.video["width"], manifest.video["height"]
         plate = VideoWriter(self.out / "plate.mp4", width - width % 2, height - height % 2, fps, self.config.crf)
-        renderers = {size: ShapePassRenderer(self.model, size, size) for size in self.config.sizes}
+        device = "cuda" if torch.cuda.is_available() else "cpu"  # batched on the GPU where there is one
+        renderers = {size: ShapePassRenderer(self.model, size, size, device) for size in self.config.sizes}
         batch: list[int] = []
         # A contact sheet for the user: a few frames with the shape pass and mouth region on top.
         preview_size = min(self.config.sizes)
@@ -445,12 +448,13 @@ class Preparer:
                 posed = rig.pose(params["coefficients"][batch]).astype(np.float64)  # (B, V, 3)
                 screen = rc.to_screen(np.einsum("bij,bvj->bvi", mats[:, :3, :3], posed) + mats[:, None, :3, 3])
                 shape = renderers[size].render(screen.astype(np.float32), mats[:, 2, 3])
-                masks[size][batch] = np.packbits(shape.mouth.numpy(), axis=-1)
+                mouth = shape.mouth.cpu().numpy()
+                masks[size][batch] = np.packbits(mouth, axis=-1)
                 rows = [row for row, index in enumerate(batch) if index in previews]
                 if size == preview_size and rows:
                     colors = shape.color_uint8()
                     for row in rows:
-                        previews[batch[row]] += [colors[row], shape.mask[row].numpy(), shape.mouth[row].numpy()]
+                        previews[batch[row]] += [colors[row], shape.mask[row].cpu().numpy(), mouth[row]]
             batch.clear()
 
         try:
