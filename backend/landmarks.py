@@ -68,7 +68,9 @@ class FaceLandmarker:
                 min_detection_confidence=self.config.min_detection_confidence,
                 min_tracking_confidence=self.config.min_tracking_confidence,
             )
-        self._started = False
+            # The graph starts its calculators in background threads, which print after the
+            # constructor returns; one blank frame waits for them while stderr is still closed.
+            self._mesh.process(np.zeros((64, 64, 3), dtype=np.uint8))
 
     def __enter__(self) -> FaceLandmarker:
         return self
@@ -82,12 +84,7 @@ class FaceLandmarker:
     def detect(self, rgb: np.ndarray) -> list[np.ndarray]:
         """All faces in an RGB uint8 image (H, W, 3): a list of (478 or 468, 3) arrays in pixels."""
         height, width = rgb.shape[:2]
-        if self._started:
-            result = self._mesh.process(np.ascontiguousarray(rgb))
-        else:  # the first call loads the models and prints more notices
-            with _native_stderr_silenced():
-                result = self._mesh.process(np.ascontiguousarray(rgb))
-            self._started = True
+        result = self._mesh.process(np.ascontiguousarray(rgb))
         faces = []
         for face in result.multi_face_landmarks or []:
             points = np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float64)
