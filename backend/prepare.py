@@ -446,7 +446,7 @@ class Preparer:
             for size in self.config.sizes:
                 mats = np.stack([self._matrix(params, i, windows[size][i]) for i in batch])
                 posed = rig.pose(params["coefficients"][batch]).astype(np.float64)  # (B, V, 3)
-                screen = rc.to_screen(np.einsum("bij,bvj->bvi", mats[:, :3, :3], posed) + mats[:, None, :3, 3])
+                screen = rc.project(mats, posed)
                 shape = renderers[size].render(screen.astype(np.float32), mats[:, 2, 3])
                 mouth = shape.mouth.cpu().numpy()
                 masks[size][batch] = np.packbits(mouth, axis=-1)

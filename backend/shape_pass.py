@@ -159,7 +159,7 @@ class ShapePassRenderer:
 
     def render(self, screen: torch.Tensor | np.ndarray, centre_nearness: torch.Tensor | np.ndarray) -> ShapePass:
         """screen: (B, V, 3) posed vertices in output pixels (column, row, nearness), e.g.
-        ``to_screen(contract points)``; centre_nearness: (B,) nearness of the head centre."""
+        ``render_contract.project(matrix, vertices)``; centre_nearness: (B,) nearness of the head centre."""
         screen = torch.as_tensor(screen, dtype=torch.float32, device=self.device)
         centre = torch.as_tensor(centre_nearness, dtype=torch.float32, device=self.device)
         near, mask, linear = rasterize(screen, self.triangles, self.height, self.width, self.colors)

@@ -38,7 +38,7 @@ def screens_from_avatar(avatar: Path, size: int) -> tuple[np.ndarray, np.ndarray
             params["scale"][i], params["rotation"][i], params["translation"][i], rc.Crop(scale, ox, oy, size, size)
         )
         vertices = rig.pose(params["coefficients"][i])
-        screens.append(rc.to_screen(vertices @ matrix[:3, :3].T + matrix[:3, 3]))
+        screens.append(rc.project(matrix, vertices))
         centres.append(matrix[2, 3])
     return np.stack(screens).astype(np.float32), np.array(centres)
 
@@ -53,7 +53,7 @@ def random_screens(model: FaceModel, size: int, seed: int = 0) -> tuple[np.ndarr
         crop = rc.Crop.around(0.0, 0.0, 1.5 * face_height, size)
         matrix = rc.model_matrix(1.0, rotation, np.zeros(3), crop)
         vertices = model.pose(rng.uniform(0, 0.4, len(model.shape_names)))
-        screens.append(rc.to_screen(vertices @ matrix[:3, :3].T + matrix[:3, 3]))
+        screens.append(rc.project(matrix, vertices))
         centres.append(matrix[2, 3])
     return np.stack(screens).astype(np.float32), np.array(centres)
 

@@ -89,9 +89,13 @@ def model_matrix(scale: float, rotation: np.ndarray, translation: np.ndarray, cr
     return matrix
 
 
-def to_screen(contract_points: np.ndarray) -> np.ndarray:
-    """Contract-space points (..., 3) -> (column, row, nearness) in output pixels."""
-    return contract_points * np.array([1.0, -1.0, 1.0])
+def project(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Model points through ``model_matrix`` into output pixels: (column, row, nearness).
+
+    matrix (4, 4) with points (V, 3), or a batch: matrix (B, 4, 4) with points (B, V, 3)."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    contract = np.asarray(points) @ np.swapaxes(matrix[..., :3, :3], -1, -2) + matrix[..., None, :3, 3]
+    return contract * np.array([1.0, -1.0, 1.0])  # contract Y is up, image rows go down
 
 
 @dataclass(frozen=True)

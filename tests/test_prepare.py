@@ -95,7 +95,7 @@ def test_avatar_folder_contents(avatar):
     with np.load(avatar / "params.npz") as params, np.load(avatar / "landmarks.npz") as landmarks:
         for index in (0, 37, 74):
             model_points = rig.pose(params["coefficients"][index])[:468]
-            placed = rc.to_screen(model_points @ head[index, :3, :3].T + head[index, :3, 3])
+            placed = rc.project(head[index], model_points)
             found = landmarks["points"][index, :468]
             interocular = np.linalg.norm(found[263, :2] - found[33, :2])
             assert np.linalg.norm(placed[:, :2] - found[:, :2], axis=1).mean() < 0.03 * interocular
@@ -120,7 +120,7 @@ def test_crops_and_shape_pass_line_up(avatar, clip_frames):
             )
             rig = FaceModel.load(avatar / "blender" / "rig.npz")
             model_points = rig.pose(params["coefficients"][index])[:468]
-            screen = rc.to_screen(model_points @ matrix[:3, :3].T + matrix[:3, 3])
+            screen = rc.project(matrix, model_points)
             interocular = np.linalg.norm(found[263, :2] - found[33, :2])
             assert np.linalg.norm(screen[:, :2] - found[:, :2], axis=1).mean() < 0.05 * interocular
 

@@ -52,7 +52,7 @@ def posed_frame(model, seed: int, **values: float):
 
 
 def screen_of(matrix, vertices):
-    return rc.to_screen(vertices @ matrix[:3, :3].T + matrix[:3, 3]).astype(np.float32)
+    return rc.project(matrix, vertices).astype(np.float32)
 
 
 def test_matches_the_reference_rasterizer(model, renderer):
