@@ -11,11 +11,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from steadytalk_shared.face_model import FaceModel
 from steadytalk_shared.schema import CHANNELS
 
-from .raster import rasterize, vertex_normals
+from .shape_pass import rasterize
+
+
+def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Area-weighted vertex normals (V, 3), unit length."""
+    v0, v1, v2 = (vertices[triangles[:, i]] for i in range(3))
+    face = np.cross(v1 - v0, v2 - v0)
+    normals = np.zeros_like(vertices)
+    for i in range(3):
+        np.add.at(normals, triangles[:, i], face)
+    return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+
 
 SKIN = np.array([0.86, 0.72, 0.64])
 TONGUE = np.array([0.80, 0.35, 0.38])
@@ -40,7 +52,11 @@ def shaded_view(model: FaceModel, vertices: np.ndarray, side: bool, size: int = 
     screen = np.stack(
         [(vertices[:, 0] - centre[0]) * scale + size / 2, (centre[1] - vertices[:, 1]) * scale + size / 2], 1
     )
-    image, mask, _ = rasterize(screen, vertices[:, 2], model.triangles, colors, (size, size))
+    points = torch.as_tensor(np.concatenate([screen, vertices[:, 2:3]], axis=1)[None], dtype=torch.float32)
+    _, mask, image = rasterize(
+        points, torch.as_tensor(model.triangles, dtype=torch.long), size, size, torch.as_tensor(colors)[None]
+    )
+    image, mask = image[0].numpy(), mask[0].numpy()
     image[~mask] = 0.12
     return image
 

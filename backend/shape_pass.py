@@ -126,6 +126,7 @@ def rasterize(
         return torch.full((batch, height, width), -torch.inf, dtype=dtype, device=device), coverage, None
 
     # Nearness and attributes are affine along a row too: value = start + step * px.
+    attributes = attributes.to(dtype)
     faces = tri % num_tri
     source = frame if attributes.shape[0] > 1 else torch.zeros_like(faces)
     values = torch.cat([corners[tri, :, 2:3], attributes[source[:, None], triangles[faces]]], -1)  # (R, 3, 1+K)
