@@ -19,6 +19,7 @@ import numpy as np
 from steadytalk_shared.schema import CHANNELS, lip_aperture
 
 from . import __version__
+from .atomic import atomic_output
 from .errors import SteadyTalkError
 
 DEMO_AUDIO = "demo_speech.wav"
@@ -189,14 +190,11 @@ def _check_outputs(*paths: Path | None) -> None:
 
 def _write_outputs(result, out: Path, csv_path: Path | None) -> None:
     _check_outputs(out, csv_path)
-    # Write next to the target, then rename: an interrupted run never leaves a truncated file.
-    tmp = out.with_name(out.name + ".partial")
-    result.write_json(tmp)
-    tmp.replace(out)
+    with atomic_output(out) as tmp:
+        result.write_json(tmp)
     if csv_path is not None:
-        tmp = csv_path.with_name(csv_path.name + ".partial")
-        tmp.write_text(result.to_csv())
-        tmp.replace(csv_path)
+        with atomic_output(csv_path) as tmp:
+            tmp.write_text(result.to_csv())
 
 
 def cmd_lipsync(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ from steadytalk_shared import render_contract as rc
 from steadytalk_shared.face_model import FaceModel
 from steadytalk_shared.schema import CHANNELS, SCHEMA_VERSION
 
+from .atomic import atomic_output
 from .errors import SteadyTalkError
 from .fitting import Fitter, identity_model
 from .landmarks import NUM_MESH_POINTS
@@ -115,23 +116,18 @@ FILES = {
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)
+    with atomic_output(path) as partial:
+        partial.write_text(text, encoding="utf-8")
 
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as handle:
+    with atomic_output(path) as partial, open(partial, "wb") as handle:  # a handle: numpy adds no suffix
         np.savez_compressed(handle, **arrays)
-    partial.replace(path)
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as handle:
+    with atomic_output(path) as partial, open(partial, "wb") as handle:
         np.save(handle, array)
-    partial.replace(path)
 
 
 def _source_fingerprint(path: Path) -> dict:
@@ -196,9 +192,10 @@ def write_preview(path: Path, rows: list[list[np.ndarray]]) -> None:
         blend[mask] = (0.5 * crop[mask] + 0.5 * color[mask]).astype(np.uint8)
         region[mouth] = (0.5 * crop[mouth] + np.array([127, 0, 0])).astype(np.uint8)
         lines.append(np.concatenate([crop, blend, color, region], axis=1))
-    partial = path.with_name(path.name + ".partial.png")
-    cv2.imwrite(str(partial), cv2.cvtColor(np.concatenate(lines, axis=0), cv2.COLOR_RGB2BGR))
-    partial.replace(path)
+    encoded, png = cv2.imencode(".png", cv2.cvtColor(np.concatenate(lines, axis=0), cv2.COLOR_RGB2BGR))
+    if encoded:
+        with atomic_output(path) as partial:
+            partial.write_bytes(png.tobytes())
 
 
 class Preparer:
@@ -504,13 +501,12 @@ class Preparer:
             samples = load_audio(self.video)
         except SteadyTalkError as exc:
             raise PrepareError(f"The audio track of {self.video.name} could not be used: {exc}") from None
-        partial = self.out / "audio.wav.partial"
-        sf.write(partial, samples, 16000, subtype="PCM_16", format="WAV")
-        partial.replace(self.out / "audio.wav")
+        with atomic_output(self.out / "audio.wav") as partial:
+            sf.write(partial, samples, 16000, subtype="PCM_16", format="WAV")
         report("audio", 1, 3)
         result = LipsyncEngine().run(self.out / "audio.wav", self.config.transcript, fps=manifest.video["fps"])
-        result.write_json(self.out / "lipsync.json.partial")
-        (self.out / "lipsync.json.partial").replace(self.out / "lipsync.json")
+        with atomic_output(self.out / "lipsync.json") as partial:
+            result.write_json(partial)
         report("audio", 2, 3)
         features = s2a_features(samples, result.phones)
         _atomic_savez(
@@ -527,9 +523,8 @@ class Preparer:
         folder = self.out / "blender"
         folder.mkdir(exist_ok=True)
         rig = identity_model(self.model, params["identity"])
-        partial = folder / "rig.npz.partial"
-        rig.save(partial)
-        partial.replace(folder / "rig.npz")
+        with atomic_output(folder / "rig.npz") as partial:
+            rig.save(partial)
         width, height = manifest.video["width"], manifest.video["height"]
         full = rc.Crop.full_frame(width, height)
         matrices = np.stack([self._matrix(params, i, full) for i in range(len(params["scale"]))])
