@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from steadytalk_shared.curves import LipsyncResult
 from steadytalk_shared.face_model import FaceModel
 from steadytalk_shared.msi import landmark_msi
 from steadytalk_shared.schema import CHANNELS
@@ -120,7 +121,10 @@ def jaw_correlation(clips_dir: Path, work_dir: Path, log=print) -> dict:
             fitted = data["coefficients"][:, JAW_OPEN].astype(np.float64)
         fitted_all.append(fitted)
         for mode, transcript in (("with transcript", clip.transcript), ("without transcript", None)):
-            result = engine.run(out / "audio.wav", transcript, fps=manifest.video["fps"])
+            if transcript is None:  # prepare already ran the engine without one, at the video's rate
+                result = LipsyncResult.from_dict(json.loads((out / "lipsync.json").read_text()))
+            else:
+                result = engine.run(out / "audio.wav", transcript, fps=manifest.video["fps"])
             predicted = np.zeros_like(fitted)
             count = min(len(fitted), len(result.smoothed))
             predicted[:count] = result.smoothed[:count, JAW_OPEN]

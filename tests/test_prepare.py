@@ -226,3 +226,18 @@ def test_an_avatar_of_another_video_needs_force(avatar, clip_frames, speech, tmp
 def test_bad_sizes_are_refused(tmp_path):
     with pytest.raises(PrepareError, match="not supported"):
         Preparer(tmp_path / "x.mp4", tmp_path / "out", PrepareConfig(sizes=(300,)))._check()
+
+
+@pytest.mark.realdata
+def test_eval_tracking_reports_the_avatar(avatar, tmp_path, capsys):
+    report_path = tmp_path / "tracking.json"
+    assert main(["eval", "tracking", str(avatar), "--json", str(report_path)]) == 0
+    assert "MSI" in capsys.readouterr().out
+    report = json.loads(report_path.read_text())
+    assert report["frames"] == 75 and report["tracked_share"] == 1.0
+    assert report["prepare_frames_per_second"] > 0
+    for row in report["msi"].values():
+        assert 0 < row["lips"] <= 2 and 0 < row["jaw"] <= 2
+    # Smoothing the same track can only make it steadier.
+    raw, smoothed = report["msi"]["mediapipe landmarks, raw"], report["msi"]["mediapipe landmarks, adaptive smoother"]
+    assert smoothed["lips"] > raw["lips"]
