@@ -440,14 +440,14 @@ class Preparer:
         previews: dict[int, list[np.ndarray]] = {}
 
         def flush() -> None:
+            posed = rig.pose(params["coefficients"][batch]).astype(np.float64)  # (B, V, 3), every size
+            rows = [row for row, index in enumerate(batch) if index in previews]
             for size in self.config.sizes:
                 mats = np.stack([self._matrix(params, i, windows[size][i]) for i in batch])
-                posed = rig.pose(params["coefficients"][batch]).astype(np.float64)  # (B, V, 3)
                 screen = rc.project(mats, posed)
                 shape = renderers[size].render(screen.astype(np.float32), mats[:, 2, 3])
                 mouth = shape.mouth.cpu().numpy()
                 masks[size][batch] = np.packbits(mouth, axis=-1)
-                rows = [row for row, index in enumerate(batch) if index in previews]
                 if size == preview_size and rows:
                     colors = shape.color_uint8()
                     for row in rows:

@@ -17,7 +17,7 @@ import bpy
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_blender_rig import extension_module  # noqa: E402  (the extension's own import path)
+from conftest import extension_module  # noqa: E402  (the extension's own import path)
 
 from steadytalk_shared.face_model import FaceModel  # noqa: E402
 from steadytalk_shared.schema import CHANNELS  # noqa: E402

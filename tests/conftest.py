@@ -13,6 +13,21 @@ import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+EXTENSION_PACKAGE = "steadytalk_extension"  # the repository root, as Blender sees the extension
+
+
+def extension_module(name: str):
+    """Import ``addon.<name>`` the way the installed extension does: ``addon`` and ``shared``
+    as subpackages of one package, so the add-on's relative imports of ``..shared`` work."""
+    import importlib
+    import sys
+    import types
+
+    if EXTENSION_PACKAGE not in sys.modules:
+        package = types.ModuleType(EXTENSION_PACKAGE)
+        package.__path__ = [str(REPO)]
+        sys.modules[EXTENSION_PACKAGE] = package
+    return importlib.import_module(f"{EXTENSION_PACKAGE}.addon.{name}")
 
 
 @pytest.fixture(scope="session")

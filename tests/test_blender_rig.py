@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-import types
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 bpy = pytest.importorskip("bpy")
 
+from conftest import extension_module  # noqa: E402
+
 from steadytalk_shared.face_model import FaceModel  # noqa: E402
 from steadytalk_shared.schema import CHANNELS, match_rig  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-PACKAGE = "steadytalk_extension"  # the repository root, as Blender sees the extension
-
-
-def extension_module(name: str):
-    """Import ``addon.<name>`` the way the installed extension does: ``addon`` and ``shared``
-    as subpackages of one package, so the add-on's relative imports of ``..shared`` work."""
-    if PACKAGE not in sys.modules:
-        package = types.ModuleType(PACKAGE)
-        package.__path__ = [str(REPO)]
-        sys.modules[PACKAGE] = package
-    return importlib.import_module(f"{PACKAGE}.addon.{name}")
 
 
 @pytest.fixture

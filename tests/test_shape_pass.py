@@ -3,12 +3,10 @@ render of the same contract (the real ``bpy`` module)."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from conftest import extension_module
 from scipy.spatial.transform import Rotation
 
 from steadytalk_backend.shape_pass import ShapePassRenderer, srgb_encode
@@ -16,7 +14,6 @@ from steadytalk_shared import render_contract as rc
 from steadytalk_shared.face_model import FaceModel
 from steadytalk_shared.schema import CHANNELS
 
-REPO = Path(__file__).resolve().parents[1]
 SIZE = 256
 # A mean difference on the face of at most 2/255 (the issue's aim); Workbench and the backend
 # sample the same pixel centres, so coverage must agree almost pixel for pixel.
@@ -152,19 +149,12 @@ def test_depth_mouth_mask_and_batching(model, renderer):
     assert mouth[1].sum() > mouth[0].sum()  # an open jaw makes the region larger
 
 
-def _load_addon_module():
-    spec = importlib.util.spec_from_file_location("steadytalk_face_shape_pass", REPO / "addon" / "face_shape_pass.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_blender_workbench_renders_the_same_image(model, renderer, tmp_path):
     pytest.importorskip("bpy")
     import bpy
     from PIL import Image
 
-    face_shape_pass = _load_addon_module()
+    face_shape_pass = extension_module("face_shape_pass")
     matrix, vertices = posed_frame(model, 5, jawOpen=0.45, mouthPucker=0.3, eyeBlinkLeft=1.0)
     screen = screen_of(matrix, vertices)
     ours = renderer.render(screen[None], np.array([matrix[2, 3]]))
