@@ -1,9 +1,14 @@
-"""Fast keyframing of coefficient curves onto shape keys (the whole result in one Action).
+"""Fast keyframing of curves onto shape keys (the whole result in one Action).
 
-One F-curve per channel, filled with ``keyframe_points.add`` + ``foreach_set`` instead of a
-call per key: ten minutes at 30 fps on 33 channels is 600k keys. Blender 4.4 introduced
-layered actions (slots, channelbags); ``Action.fcurve_ensure_for_datablock`` exists from
-there on, and the plain ``Action.fcurves`` before it.
+One F-curve per shape key, filled with ``keyframe_points.add`` + ``foreach_set`` instead of a
+call per key: ten minutes at 30 fps on 33 channels is 600k keys. Two kinds of keys:
+
+- dense: one linear key per frame, the curve exactly (baked);
+- reduced: sparse Bezier keys within a tolerance (``shared/keyreduce.py``), with aligned
+  handles an animator can drag.
+
+Blender 4.4 introduced layered actions (slots, channelbags);
+``Action.fcurve_ensure_for_datablock`` exists from there on, the plain ``Action.fcurves`` before.
 """
 
 from __future__ import annotations
@@ -13,11 +18,16 @@ from collections.abc import Mapping
 import bpy
 import numpy as np
 
-LINEAR = 1  # the index of 'LINEAR' in Blender's keyframe interpolation enum
+from ..shared.keyreduce import reduce_keys
+
+
+def _enum_value(prop: str, item: str) -> int:
+    """The stored value of a Keyframe enum item (what ``foreach_set`` writes; not its list position)."""
+    return bpy.types.Keyframe.bl_rna.properties[prop].enum_items[item].value
 
 
 def shape_key_path(key_name: str) -> str:
-    return f'key_blocks["{key_name}"].value'
+    return f'key_blocks["{bpy.utils.escape_identifier(key_name)}"].value'
 
 
 def _fcurve(action: bpy.types.Action, datablock: bpy.types.ID, data_path: str) -> bpy.types.FCurve:
@@ -26,34 +36,63 @@ def _fcurve(action: bpy.types.Action, datablock: bpy.types.ID, data_path: str) -
     return action.fcurves.find(data_path) or action.fcurves.new(data_path)
 
 
+def action_fcurves(action: bpy.types.Action) -> list[bpy.types.FCurve]:
+    """All F-curves of an action, on every Blender version (4.4+: through its layers)."""
+    if hasattr(action, "layers"):
+        return [
+            fc for layer in action.layers for strip in layer.strips for bag in strip.channelbags for fc in bag.fcurves
+        ]
+    return list(action.fcurves)
+
+
 def key_curves(
     obj: bpy.types.Object,
     curves: Mapping[str, np.ndarray],
     start_frame: float,
-    frame_step: float,
     action_name: str,
+    frame_step: float = 1.0,
+    tolerance: float | None = None,
 ) -> bpy.types.Action:
-    """Key ``curves`` ({shape key name: per-frame values}) on ``obj``'s shape keys.
+    """A new Action on ``obj``'s shape keys with ``curves`` ({shape key: per-frame values}).
 
-    Frame i of a curve lands on scene frame ``start_frame + i * frame_step`` (a step other than
-    1 when the curves' rate differs from the scene's). A fresh Action named ``action_name``
-    replaces the shape keys' active action; other animation of the object is not touched."""
+    Frame i of a curve lands on scene frame ``start_frame + i * frame_step``. ``tolerance``
+    None keys every frame (linear); a number keys sparse Bezier keys within it. The action is
+    made the shape keys' active action; nothing else is touched (the caller decides what
+    happens to a previous action)."""
     key = obj.data.shape_keys
     if key is None:
         raise ValueError(f"{obj.name} has no shape keys")
     animation = key.animation_data or key.animation_data_create()
-    previous = bpy.data.actions.get(action_name)
-    if previous is not None and previous.users == (1 if animation.action == previous else 0):
-        bpy.data.actions.remove(previous)  # our own earlier result, used by nothing else
     action = bpy.data.actions.new(action_name)
     animation.action = action
+    linear, bezier, aligned = _enum_value("interpolation", "LINEAR"), _enum_value("interpolation", "BEZIER"), None
     for name, values in curves.items():
         values = np.asarray(values, dtype=np.float32)
-        frames = start_frame + frame_step * np.arange(len(values), dtype=np.float32)
         fcurve = _fcurve(action, key, shape_key_path(name))
         points = fcurve.keyframe_points
-        points.add(len(values))
-        points.foreach_set("co", np.stack([frames, values], axis=1).ravel())
-        points.foreach_set("interpolation", np.full(len(values), LINEAR, dtype=np.int32))
+        if tolerance is None:
+            frames = start_frame + frame_step * np.arange(len(values), dtype=np.float64)
+            points.add(len(values))
+            points.foreach_set("co", np.stack([frames, values], axis=1).astype(np.float32).ravel())
+            points.foreach_set("interpolation", np.full(len(values), linear, dtype=np.int32))
+        else:
+            aligned = aligned if aligned is not None else _enum_value("handle_left_type", "ALIGNED")
+            sparse = reduce_keys(values, tolerance)
+            left, right = sparse.handles()
+            count = len(sparse.frames)
+
+            def to_scene(points_2d: np.ndarray) -> np.ndarray:
+                out = points_2d.astype(np.float64).copy()
+                out[:, 0] = start_frame + frame_step * out[:, 0]
+                return out.astype(np.float32).ravel()
+
+            co = np.stack([sparse.frames.astype(np.float64), sparse.values.astype(np.float64)], axis=1)
+            points.add(count)
+            points.foreach_set("co", to_scene(co))
+            points.foreach_set("interpolation", np.full(count, bezier, dtype=np.int32))
+            points.foreach_set("handle_left_type", np.full(count, aligned, dtype=np.int32))
+            points.foreach_set("handle_right_type", np.full(count, aligned, dtype=np.int32))
+            points.foreach_set("handle_left", to_scene(left))
+            points.foreach_set("handle_right", to_scene(right))
         fcurve.update()
     return action

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from steadytalk_shared.curves import Phone, frame_times
-from steadytalk_shared.schema import CHANNEL_INDEX, NUM_CHANNELS
+from steadytalk_shared.schema import CHANNEL_INDEX, CHANNELS, NUM_CHANNELS, SCHEMA_VERSION
 
 # Articulatory parameters the viseme table is written in; mapped to ARKit at the end.
 ARTICULATORS = (
@@ -250,3 +250,22 @@ def phones_to_curves(
     tracks = articulation(phones, times, config)
     gain = np.ones(num_frames) if energy_db is None else energy_gain(energy_db, speech_mask, config)
     return to_arkit(tracks, gain)
+
+
+def phone_shapes() -> dict[str, list[float]]:
+    """The ARKit coefficients each phone's targets give on their own (jaw gain 1), rounded.
+
+    Written to ``shared/data/phone_shapes.json`` (``write_phone_shapes``) so that the add-on can
+    turn coefficient curves into viseme weights (``steadytalk_shared.mapping``) from the same
+    table the engine draws its curves with; a test keeps the file equal to this table."""
+    shapes = to_arkit(_TARGETS, np.ones(len(_TARGETS)))
+    return {name: [round(float(v), 4) for v in shapes[row]] for name, row in _ROW.items()}
+
+
+def write_phone_shapes(path) -> None:
+    import json
+
+    payload = {"schema_version": SCHEMA_VERSION, "channels": list(CHANNELS), "phones": phone_shapes()}
+    with open(path, "w") as f:
+        json.dump(payload, f, indent=1)
+        f.write("\n")

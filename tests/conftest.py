@@ -9,24 +9,33 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 EXTENSION_PACKAGE = "steadytalk_extension"  # the repository root, as Blender sees the extension
 
 
-def extension_module(name: str):
-    """Import ``addon.<name>`` the way the installed extension does: ``addon`` and ``shared``
-    as subpackages of one package, so the add-on's relative imports of ``..shared`` work."""
-    import importlib
+def extension_package():
+    """The repository root imported as Blender imports the extension: a package whose
+    ``__init__.py`` registers the add-on and whose subpackages are ``addon`` and ``shared``."""
+    import importlib.util
     import sys
-    import types
 
     if EXTENSION_PACKAGE not in sys.modules:
-        package = types.ModuleType(EXTENSION_PACKAGE)
-        package.__path__ = [str(REPO)]
+        spec = importlib.util.spec_from_file_location(
+            EXTENSION_PACKAGE, REPO / "__init__.py", submodule_search_locations=[str(REPO)]
+        )
+        package = importlib.util.module_from_spec(spec)
         sys.modules[EXTENSION_PACKAGE] = package
+        spec.loader.exec_module(package)
+    return sys.modules[EXTENSION_PACKAGE]
+
+
+def extension_module(name: str):
+    """Import ``addon.<name>`` the way the installed extension does, so its ``..shared`` imports work."""
+    import importlib
+
+    extension_package()
     return importlib.import_module(f"{EXTENSION_PACKAGE}.addon.{name}")
 
 
@@ -42,6 +51,8 @@ def demo_transcript() -> str:
 
 @pytest.fixture(scope="session")
 def demo_samples(demo_wav) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
     data, rate = sf.read(demo_wav, dtype="float32")
     return data, rate
 
@@ -122,3 +133,30 @@ def write_video(
 def make_video():
     """``write_video`` for tests: (path, frames, fps=25, audio=None, times=None) -> path."""
     return write_video
+
+
+@pytest.fixture(scope="session")
+def backend_process():
+    """A real ``steadytalk serve`` process on a random loopback port; yields its endpoint.
+
+    The Blender tests also run in virtual environments that hold only ``bpy`` (4.2, 4.5):
+    there ``STEADYTALK_BACKEND_PYTHON`` names the project's own interpreter."""
+    import os
+    import subprocess
+    import sys
+
+    python = os.environ.get("STEADYTALK_BACKEND_PYTHON", sys.executable)
+    process = subprocess.Popen(
+        [python, "-m", "steadytalk_backend.cli", "serve", "--bind", "tcp://127.0.0.1:*"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    line = process.stdout.readline()
+    if "serving on" not in line:
+        process.kill()
+        pytest.fail(f"backend did not start: {line}{process.stdout.read()}")
+    endpoint = line.split("serving on ")[1].split()[0]
+    yield process, endpoint
+    process.terminate()
+    process.wait(timeout=30)

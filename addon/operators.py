@@ -1,0 +1,339 @@
+"""Operators: Add Face Rig, Lip-sync from Audio (+ cancel), connection tools, custom mapping.
+
+"Lip-sync from Audio" collects everything from the UI on the main thread, sends the audio
+from a worker thread (``backend_link.Job``) and applies the result on the main thread:
+interactively through a modal operator (Esc cancels; its undo step holds the whole result),
+from scripts through ``bpy.app.timers`` (or ``backend_link.wait()`` where timers do not fire,
+as in the ``bpy`` module and background Blender).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+
+from ..shared import mapping
+from ..shared.face_model import FaceModel
+from . import backend_link, lipsync, preferences
+from .backend_link import Job, UserFacingError
+from .rig import create_face_rig
+
+
+@dataclass(frozen=True)
+class AudioSource:
+    name: str
+    path: str | None  # read by the worker; None when ``data`` holds the bytes (packed sound)
+    data: bytes | None
+    start_frame: int
+    from_file: bool
+
+
+def audio_source(scene: bpy.types.Scene) -> AudioSource:
+    settings = scene.steadytalk
+    if settings.source == "FILE":
+        if not settings.audio_path:
+            raise UserFacingError("Choose an audio file first (Steady Talk panel > Audio).")
+        path = Path(bpy.path.abspath(settings.audio_path))
+        if not path.is_file():
+            raise UserFacingError(f"The audio file {path} does not exist. Choose another file.")
+        auto_start = scene.frame_current
+        source = AudioSource(path.stem, str(path), None, auto_start, True)
+    else:
+        editor = scene.sequence_editor
+        strip = lipsync.all_strips(editor).get(settings.sound_strip) if editor else None
+        if strip is None or strip.type != "SOUND" or strip.sound is None:
+            raise UserFacingError("Choose a sound strip of this scene's Video Sequencer, or switch the source to File.")
+        sound = strip.sound
+        if sound.packed_file is not None:
+            source = AudioSource(strip.name, None, bytes(sound.packed_file.data), int(strip.frame_start), False)
+        else:
+            path = Path(bpy.path.abspath(sound.filepath, library=sound.library))
+            if not path.is_file():
+                raise UserFacingError(f"The sound strip {strip.name!r} points to {path}, which does not exist.")
+            source = AudioSource(strip.name, str(path), None, int(strip.frame_start), False)
+    if settings.start == "CURRENT":
+        return AudioSource(source.name, source.path, source.data, scene.frame_current, source.from_file)
+    if settings.start == "CUSTOM":
+        return AudioSource(source.name, source.path, source.data, settings.start_frame, source.from_file)
+    return source
+
+
+def transcript_of(scene: bpy.types.Scene) -> str | None:
+    settings = scene.steadytalk
+    if settings.transcript_source == "TYPED":
+        text = settings.transcript
+    elif settings.transcript_source == "TEXT":
+        if settings.transcript_text is None:
+            raise UserFacingError("Choose the text block that holds the transcript, or set Transcript to None.")
+        text = settings.transcript_text.as_string()
+    else:
+        return None
+    return " ".join(text.split()) or None
+
+
+def _ensure_timer() -> None:
+    if not bpy.app.timers.is_registered(backend_link.tick):
+        bpy.app.timers.register(backend_link.tick, first_interval=backend_link.TICK_SECONDS)
+
+
+def _redraw_panels() -> None:
+    for window in getattr(bpy.context.window_manager, "windows", []):
+        for area in window.screen.areas:
+            if area.type in {"VIEW_3D", "PREFERENCES"}:
+                area.tag_redraw()
+
+
+def start_lipsync(context: bpy.types.Context, push_undo: bool) -> Job:
+    """Validate the request, then start the backend job; raises UserFacingError for bad input."""
+    scene = context.scene
+    obj = lipsync.check_rig(context.active_object)
+    source = audio_source(scene)
+    transcript = transcript_of(scene)
+    connection = preferences.connection(context)
+    settings = scene.steadytalk
+    fps = lipsync.scene_fps(scene)
+    apply_settings = lipsync.ApplySettings(
+        object_name=obj.name,
+        start_frame=source.start_frame,
+        audio_name=source.name,
+        audio_path=source.path if source.from_file else None,
+        add_sound_strip=settings.add_sound_strip,
+        push_to_nla=settings.push_to_nla,
+        tolerance=settings.tolerance if settings.key_mode == "REDUCED" else None,
+    )
+    strength = settings.smoothing_strength
+    scene_name = scene.name
+
+    def work(job: Job):
+        backend_link.connect(connection, job)
+        job.progress(0.02, "sending audio")
+        job.check_cancelled()
+        data = source.data if source.data is not None else Path(source.path).read_bytes()
+        with connection.client() as client:
+            return client.lipsync(
+                data, transcript, fps=fps, smoothing=strength, progress=job.progress, cancelled=job.is_cancel_requested
+            )
+
+    def on_done(job: Job) -> None:
+        scene_now = bpy.data.scenes.get(scene_name)
+        if scene_now is None:
+            raise UserFacingError("The scene was deleted before the lip-sync arrived.")
+        action, notes = lipsync.apply_result(scene_now, job.result, apply_settings)
+        result = job.result
+        _, targets, unmatched = lipsync.rig_targets(bpy.data.objects[apply_settings.object_name])
+        last = apply_settings.start_frame + result.num_frames - 1
+        note = f"; not found on the rig: {len(unmatched)}" if unmatched else ""
+        warn = "".join(f"; {text}" for text in [*result.warnings, *notes])
+        backend_link.set_message(
+            "INFO",
+            f"{action.name}: {len(targets)} shape keys keyed, frames {apply_settings.start_frame}-{last} "
+            f"({result.duration:.1f} s, {result.mode}){note}{warn}",
+        )
+        if push_undo:
+            try:
+                bpy.ops.ed.undo_push(message="Lip-sync from Audio")
+            except RuntimeError:
+                pass  # no undo stack (background Blender, the bpy module)
+
+    job = Job("Lip-sync", work, on_done)
+    backend_link.set_redraw(_redraw_panels)
+    backend_link.submit(job)
+    return job
+
+
+class STEADYTALK_OT_lipsync(bpy.types.Operator):
+    """Turn speech into mouth animation on the active rig's shape keys (runs in the background)"""
+
+    bl_idname = "steadytalk.lipsync"
+    bl_label = "Lip-sync from Audio"
+    bl_options = {"REGISTER", "UNDO"}
+
+    _timer = None
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        job = backend_link.current()
+        return context.scene is not None and (job is None or job.finished)
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            start_lipsync(context, push_undo=True)
+        except (UserFacingError, RuntimeError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        _ensure_timer()
+        return {"FINISHED"}
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if context.window is None:
+            return self.execute(context)
+        try:
+            start_lipsync(context, push_undo=False)  # this operator's own undo step holds the result
+        except (UserFacingError, RuntimeError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self._timer = context.window_manager.event_timer_add(backend_link.TICK_SECONDS, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if event.type == "ESC" and event.value == "PRESS":
+            backend_link.cancel_current()
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        if backend_link.tick() is not None:
+            return {"PASS_THROUGH"}
+        context.window_manager.event_timer_remove(self._timer)
+        level, text = backend_link.last_message
+        if text:
+            self.report({level}, text)
+        return {"FINISHED"} if level == "INFO" else {"CANCELLED"}
+
+
+class STEADYTALK_OT_cancel(bpy.types.Operator):
+    """Cancel the running Steady Talk job (Esc does the same while it runs)"""
+
+    bl_idname = "steadytalk.cancel"
+    bl_label = "Cancel"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        return {"FINISHED"} if backend_link.cancel_current() else {"CANCELLED"}
+
+
+class STEADYTALK_OT_test_connection(bpy.types.Operator):
+    """Ask the backend for its version, device and GPU"""
+
+    bl_idname = "steadytalk.test_connection"
+    bl_label = "Test Connection"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            connection = preferences.connection(context)
+        except UserFacingError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+
+        def on_done(job: Job) -> None:
+            text = backend_link.describe_backend(job.result)
+            prefs = preferences.get()
+            if prefs is not None:
+                prefs.connection_status = text
+            backend_link.set_message("INFO", f"Connected: {text}")
+
+        try:
+            backend_link.set_redraw(_redraw_panels)
+            backend_link.submit(Job("Test connection", lambda job: backend_link.connect(connection, job), on_done))
+        except RuntimeError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        _ensure_timer()
+        return {"FINISHED"}
+
+
+class STEADYTALK_OT_stop_local_backend(bpy.types.Operator):
+    """Stop the backend this Blender started"""
+
+    bl_idname = "steadytalk.stop_local_backend"
+    bl_label = "Stop Local Backend"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        backend_link.stop_local_backend()
+        return {"FINISHED"}
+
+
+class STEADYTALK_OT_add_face_rig(bpy.types.Operator):
+    """Add the canonical face mesh with all ARKit shape keys at the 3D cursor"""
+
+    bl_idname = "steadytalk.add_face_rig"
+    bl_label = "Face Rig (Steady Talk)"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        collection = context.collection or context.scene.collection
+        obj = create_face_rig(collection, FaceModel.load(), location=tuple(context.scene.cursor.location))
+        for other in context.selected_objects:
+            other.select_set(False)
+        obj.select_set(True)
+        context.view_layer.objects.active = obj
+        return {"FINISHED"}
+
+
+def _active_rig(context: bpy.types.Context) -> bpy.types.Object | None:
+    obj = context.active_object
+    return obj if obj is not None and obj.type == "MESH" else None
+
+
+class STEADYTALK_OT_mapping_from_preset(bpy.types.Operator):
+    """Fill the custom mapping with what the rig convention finds (unmatched sources get an empty row)"""
+
+    bl_idname = "steadytalk.mapping_from_preset"
+    bl_label = "Fill from Convention"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return _active_rig(context) is not None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        obj = _active_rig(context)
+        settings = obj.steadytalk
+        preset = mapping.PRESETS[settings.preset]
+        names = [k.name for k in obj.data.shape_keys.key_blocks[1:]] if obj.data.shape_keys else []
+        found, _ = mapping.match_targets(preset, names)
+        settings.mapping.clear()
+        for source in preset.sources:
+            entry = settings.mapping.add()
+            entry.source, entry.target, entry.scale = source, found.get(source, ""), 1.0
+        settings.use_custom_mapping = True
+        return {"FINISHED"}
+
+
+class STEADYTALK_OT_mapping_add(bpy.types.Operator):
+    """Add a row to the custom mapping"""
+
+    bl_idname = "steadytalk.mapping_add"
+    bl_label = "Add Mapping Row"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return _active_rig(context) is not None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = _active_rig(context).steadytalk
+        settings.mapping.add()
+        settings.mapping_index = len(settings.mapping) - 1
+        return {"FINISHED"}
+
+
+class STEADYTALK_OT_mapping_remove(bpy.types.Operator):
+    """Remove the selected row of the custom mapping"""
+
+    bl_idname = "steadytalk.mapping_remove"
+    bl_label = "Remove Mapping Row"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        obj = _active_rig(context)
+        return obj is not None and len(obj.steadytalk.mapping) > 0
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = _active_rig(context).steadytalk
+        settings.mapping.remove(settings.mapping_index)
+        settings.mapping_index = max(0, min(settings.mapping_index, len(settings.mapping) - 1))
+        return {"FINISHED"}
+
+
+CLASSES = (
+    STEADYTALK_OT_lipsync,
+    STEADYTALK_OT_cancel,
+    STEADYTALK_OT_test_connection,
+    STEADYTALK_OT_stop_local_backend,
+    STEADYTALK_OT_add_face_rig,
+    STEADYTALK_OT_mapping_from_preset,
+    STEADYTALK_OT_mapping_add,
+    STEADYTALK_OT_mapping_remove,
+)

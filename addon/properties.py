@@ -1,0 +1,127 @@
+"""The add-on's settings: per scene (the audio and how to key it) and per rig (mapping, result).
+
+Both are saved with the .blend, so a custom mapping and a result's cached curves travel with
+the file.
+"""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
+
+from ..shared.mapping import DEFAULT_PRESET, PRESETS
+
+PRESET_ITEMS = [(p.id, p.label, p.description) for p in PRESETS.values()]
+
+
+class STEADYTALK_PG_mapping_entry(bpy.types.PropertyGroup):
+    source: StringProperty(name="Source", description="ARKit channel or viseme the curve comes from")
+    target: StringProperty(name="Shape Key", description="Shape key of this rig that the curve drives")
+    scale: FloatProperty(name="Scale", default=1.0, min=0.0, soft_max=2.0, description="Multiplies the curve")
+
+
+def _resmooth(self: STEADYTALK_PG_rig, context: bpy.types.Context) -> None:
+    from . import lipsync
+
+    obj = self.id_data
+    if isinstance(obj, bpy.types.Object) and obj.steadytalk.result_action is not None:
+        lipsync.resmooth(obj, self.smoothing_strength)
+
+
+class STEADYTALK_PG_rig(bpy.types.PropertyGroup):
+    preset: EnumProperty(
+        name="Rig Convention", items=PRESET_ITEMS, default=DEFAULT_PRESET, description="How this rig names its shapes"
+    )
+    use_custom_mapping: BoolProperty(
+        name="Custom Mapping", description="Drive the shape keys listed below instead of matching names"
+    )
+    mapping: CollectionProperty(type=STEADYTALK_PG_mapping_entry)
+    mapping_index: IntProperty()
+    result_action: PointerProperty(type=bpy.types.Action, name="Result", description="The last lip-sync result")
+    smoothing_strength: FloatProperty(
+        name="Smoothing",
+        default=1.0,
+        min=0.0,
+        max=10.0,
+        soft_max=3.0,
+        description="Strength of the adaptive smoothing; re-keys the result from its cached raw curves (no backend)",
+        update=_resmooth,
+    )
+
+
+class STEADYTALK_PG_scene(bpy.types.PropertyGroup):
+    source: EnumProperty(
+        name="Audio",
+        items=[
+            ("FILE", "File", "An audio file (WAV, FLAC, OGG, MP3)"),
+            ("STRIP", "Sound Strip", "A sound strip of the Video Sequencer"),
+        ],
+        default="FILE",
+    )
+    audio_path: StringProperty(name="Audio File", subtype="FILE_PATH")
+    sound_strip: StringProperty(name="Sound Strip", description="Sound strip of this scene's sequencer")
+    transcript_source: EnumProperty(
+        name="Transcript",
+        items=[
+            ("NONE", "None", "Recognize the phones from the audio alone"),
+            ("TYPED", "Typed", "The words typed here"),
+            ("TEXT", "Text Block", "The words in a text block"),
+        ],
+        default="NONE",
+        description="The words spoken: optional, makes the timing of every phone more exact",
+    )
+    transcript: StringProperty(name="Words")
+    transcript_text: PointerProperty(type=bpy.types.Text, name="Text Block")
+    start: EnumProperty(
+        name="Start",
+        items=[
+            ("AUTO", "Automatic", "The sound strip's start, or the current frame for a file"),
+            ("CURRENT", "Current Frame", "The current frame"),
+            ("CUSTOM", "Frame", "The frame given here"),
+        ],
+        default="AUTO",
+    )
+    start_frame: IntProperty(name="Frame", default=1)
+    add_sound_strip: BoolProperty(
+        name="Add Sound Strip", default=True, description="Add the audio file to the sequencer so playback is in sync"
+    )
+    push_to_nla: BoolProperty(name="Push to NLA", description="Put the result in an NLA strip instead of the action")
+    key_mode: EnumProperty(
+        name="Keys",
+        items=[
+            ("REDUCED", "Reduced", "Sparse Bezier keys within the tolerance: easy to edit"),
+            ("DENSE", "Every Frame", "One key per frame: exactly the curves"),
+        ],
+        default="REDUCED",
+    )
+    tolerance: FloatProperty(
+        name="Tolerance", default=0.01, min=0.0005, max=0.2, precision=4, description="Largest error of reduced keys"
+    )
+    smoothing_strength: FloatProperty(
+        name="Smoothing", default=1.0, min=0.0, max=10.0, soft_max=3.0, description="Adaptive smoothing strength"
+    )
+
+
+CLASSES = (STEADYTALK_PG_mapping_entry, STEADYTALK_PG_rig, STEADYTALK_PG_scene)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Object.steadytalk = PointerProperty(type=STEADYTALK_PG_rig)
+    bpy.types.Scene.steadytalk = PointerProperty(type=STEADYTALK_PG_scene)
+
+
+def unregister() -> None:
+    del bpy.types.Scene.steadytalk
+    del bpy.types.Object.steadytalk
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,270 @@
+"""From the schema's ARKit curves to the shape keys of a user's rig.
+
+A *preset* names the rig convention: ARKit itself (names matched with aliases and case, see
+``schema.match_channel``) or a viseme set (VRM, Meta/Oculus 15 visemes, Rhubarb, Preston
+Blair). Viseme rigs have one shape per mouth shape instead of ARKit's muscles, so their
+curves are *derived from the coefficient curves*: every frame's coefficients are explained as
+a non-negative blend of the visemes' own coefficient shapes (non-negative least squares,
+numpy only, batched over frames). Each viseme's shape is the mean of its phones' shapes in
+the engine's table (``data/phone_shapes.json``), so the add-on and the engine agree on what
+"PP" or "O" look like. A viseme set with a rest shape (sil, X, rest) gets what the others
+leave: ``1 - sum(weights)``.
+
+Everything here is plain Python + numpy: it runs inside Blender.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from .schema import CHANNEL_INDEX, CHANNELS, SCHEMA_VERSION, match_channel
+
+PHONE_SHAPES_PATH = Path(__file__).parent / "data" / "phone_shapes.json"
+
+# Only mouth and jaw shapes are explained by visemes; blinks are keyed by ARKit name or not at all.
+VISEME_CHANNELS: tuple[str, ...] = tuple(name for name in CHANNELS if not name.startswith("eye"))
+
+
+@dataclass(frozen=True)
+class Viseme:
+    name: str
+    phones: tuple[str, ...]  # ARPAbet; empty for the rest shape
+    aliases: tuple[str, ...] = ()  # other spellings seen on rigs
+
+
+@dataclass(frozen=True)
+class Preset:
+    id: str
+    label: str
+    description: str
+    visemes: tuple[Viseme, ...] = ()  # empty: the ARKit preset
+    # Prefixes rigs put before viseme names ("viseme_aa", "vrc.v_aa", "Fcl_MTH_A"), compared normalized.
+    prefixes: tuple[str, ...] = ()
+
+    @property
+    def is_arkit(self) -> bool:
+        return not self.visemes
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """What this preset drives: ARKit channels, or viseme names."""
+        return CHANNELS if self.is_arkit else tuple(v.name for v in self.visemes)
+
+
+def _v(name: str, phones: str, aliases: str = "") -> Viseme:
+    return Viseme(name, tuple(phones.split()), tuple(aliases.split()))
+
+
+PRESETS: dict[str, Preset] = {
+    p.id: p
+    for p in (
+        Preset("ARKIT", "ARKit", "ARKit blendshape names (52-shape rigs: Faceit, Ready Player Me, Audio2Face)"),
+        Preset(
+            "VRM",
+            "VRM (A I U E O)",
+            "VRM vowel expressions, VRM 0.x (A I U E O) and 1.0 (aa ih ou ee oh), VRoid Fcl_MTH_*",
+            (
+                _v("A", "AA AH AE", "aa あ"),
+                _v("I", "IY IH", "ih い"),
+                _v("U", "UW UH W", "ou う"),
+                _v("E", "EH", "ee え"),
+                _v("O", "AO ER", "oh お"),
+            ),
+            prefixes=("fclmth", "mth", "vrm"),
+        ),
+        Preset(
+            "OCULUS",
+            "Meta/Oculus visemes",
+            "The 15 Oculus/Meta visemes (viseme_PP, vrc.v_pp, ...), as Ready Player Me and VRChat use them",
+            (
+                _v("sil", "", "rest"),
+                _v("PP", "P B M"),
+                _v("FF", "F V"),
+                _v("TH", "TH DH"),
+                _v("DD", "T D"),
+                _v("kk", "K G NG"),
+                _v("CH", "CH JH SH ZH"),
+                _v("SS", "S Z"),
+                _v("nn", "N L"),
+                _v("RR", "R"),
+                _v("aa", "AA AH"),
+                _v("E", "EH AE"),
+                _v("ih", "IH IY Y"),
+                _v("oh", "AO ER"),
+                _v("ou", "UW UH W"),
+            ),
+            prefixes=("viseme", "vrcv", "v"),
+        ),
+        Preset(
+            "RHUBARB",
+            "Rhubarb (A-H, X)",
+            "Rhubarb Lip Sync's mouth shapes A-H and X (idle)",
+            (
+                _v("X", "", "idle rest"),
+                _v("A", "P B M"),
+                _v("B", "K G NG S Z T D N HH Y TH DH CH JH SH ZH R"),
+                _v("C", "EH AE IH AH"),
+                _v("D", "AA"),
+                _v("E", "AO ER"),
+                _v("F", "UW UH W"),
+                _v("G", "F V"),
+                _v("H", "L"),
+            ),
+            prefixes=("mouth", "rhubarb"),
+        ),
+        Preset(
+            "PRESTON_BLAIR",
+            "Preston Blair",
+            "Preston Blair's classic phoneme set: AI E O U WQ MBP FV L etc rest",
+            (
+                _v("rest", "", "sil"),
+                _v("MBP", "P B M"),
+                _v("FV", "F V"),
+                _v("L", "L TH DH"),
+                _v("etc", "K G NG S Z T D N HH Y CH JH SH ZH R", "cdgknrsthyz"),
+                _v("AI", "AA AE AH"),
+                _v("E", "EH IH IY"),
+                _v("O", "AO ER"),
+                _v("U", "UH UW"),
+                _v("WQ", "W"),
+            ),
+            prefixes=("mouth", "pb"),
+        ),
+    )
+}
+DEFAULT_PRESET = "ARKIT"
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[\s_.\-]", "", name).lower()
+
+
+def match_targets(preset: Preset, shape_key_names: Iterable[str]) -> tuple[dict[str, str], list[str]]:
+    """``({source: shape key name}, unmatched sources)`` for a rig's shape keys.
+
+    ARKit: by channel name with aliases and case (an exact spelling wins). Visemes: the name or
+    an alias, optionally after one of the preset's prefixes, case and separators ignored; an
+    exact spelling wins here too."""
+    names = list(shape_key_names)
+    if preset.is_arkit:
+        mapping: dict[str, str] = {}
+        for rig_name in names:
+            canonical = match_channel(rig_name)
+            if canonical is not None and (canonical not in mapping or rig_name == canonical):
+                mapping[canonical] = rig_name
+    else:
+        lookup: dict[str, str] = {}
+        for viseme in preset.visemes:
+            for spelling in (viseme.name, *viseme.aliases):
+                key = _normalize(spelling)
+                for prefix in ("", *preset.prefixes):
+                    lookup.setdefault(prefix + key, viseme.name)
+        mapping = {}
+        for rig_name in names:
+            source = lookup.get(_normalize(rig_name))
+            if source is not None and (source not in mapping or rig_name == source):
+                mapping[source] = rig_name
+    unmatched = [source for source in preset.sources if source not in mapping]
+    return mapping, unmatched
+
+
+@cache
+def phone_shapes() -> dict[str, np.ndarray]:
+    data = json.loads(PHONE_SHAPES_PATH.read_text())
+    if data["schema_version"] != SCHEMA_VERSION or tuple(data["channels"]) != CHANNELS:
+        raise ValueError(f"{PHONE_SHAPES_PATH} was written for another schema; regenerate it")
+    return {phone: np.asarray(values, dtype=np.float64) for phone, values in data["phones"].items()}
+
+
+def viseme_shapes(preset: Preset) -> np.ndarray:
+    """(visemes with phones, VISEME_CHANNELS) coefficient shape of each non-rest viseme."""
+    shapes = phone_shapes()
+    columns = [CHANNEL_INDEX[name] for name in VISEME_CHANNELS]
+    rows = [np.mean([shapes[p] for p in v.phones], axis=0)[columns] for v in preset.visemes if v.phones]
+    return np.stack(rows)
+
+
+def nonnegative_blend(targets: np.ndarray, shapes: np.ndarray, iterations: int = 150) -> np.ndarray:
+    """Weights w >= 0 with sum(w) <= 1 minimizing ``|w @ shapes - target|`` for each target row.
+
+    A viseme is a whole mouth shape, so a blend may not exceed one shape in all: two half-open
+    visemes, not two full ones. Accelerated projected gradient (FISTA) on all frames at once:
+    (T, K) weights for (T, C) targets and (K, C) shapes; ten minutes at 30 fps take well under
+    a second."""
+    targets = np.asarray(targets, dtype=np.float64)
+    gram = shapes @ shapes.T  # (K, K)
+    # A faint ridge makes the answer unique (some sets hold a viseme that is a blend of others,
+    # e.g. Oculus nn of DD, TH and kk), so neighbouring frames get neighbouring weights.
+    gram = gram + 1e-3 * float(np.linalg.eigvalsh(gram).max()) * np.eye(len(gram))
+    linear = targets @ shapes.T  # (T, K)
+    step = 1.0 / float(np.linalg.eigvalsh(gram).max())
+    weights = np.zeros_like(linear)
+    momentum_point = weights.copy()
+    t = 1.0
+    for _ in range(iterations):
+        updated = _project_capped_simplex(momentum_point - step * (momentum_point @ gram - linear))
+        t_next = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
+        momentum_point = updated + ((t - 1.0) / t_next) * (updated - weights)
+        weights, t = updated, t_next
+    return weights
+
+
+def _project_capped_simplex(points: np.ndarray) -> np.ndarray:
+    """Euclidean projection of each row onto {w >= 0, sum(w) <= 1}."""
+    clipped = np.maximum(points, 0.0)
+    over = clipped.sum(axis=1) > 1.0
+    if not over.any():
+        return clipped
+    rows = points[over]
+    ordered = -np.sort(-rows, axis=1)
+    cumulative = np.cumsum(ordered, axis=1) - 1.0
+    index = np.arange(1, rows.shape[1] + 1)
+    count = np.count_nonzero(ordered - cumulative / index > 0, axis=1)
+    threshold = cumulative[np.arange(len(rows)), count - 1] / count
+    clipped[over] = np.maximum(rows - threshold[:, None], 0.0)
+    return clipped
+
+
+def viseme_curves(preset: Preset, curves: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-frame weight in [0, 1] of each of the preset's visemes for (T, CHANNELS) curves."""
+    columns = [CHANNEL_INDEX[name] for name in VISEME_CHANNELS]
+    weights = nonnegative_blend(np.asarray(curves)[:, columns], viseme_shapes(preset))
+    weights = np.clip(weights, 0.0, 1.0)
+    out: dict[str, np.ndarray] = {}
+    spoken = iter(range(weights.shape[1]))
+    for viseme in preset.visemes:
+        if viseme.phones:
+            out[viseme.name] = weights[:, next(spoken)].astype(np.float32)
+    for viseme in preset.visemes:
+        if not viseme.phones:  # the rest shape takes what the spoken visemes leave
+            out[viseme.name] = np.clip(1.0 - weights.sum(axis=1), 0.0, 1.0).astype(np.float32)
+    return {v.name: out[v.name] for v in preset.visemes}
+
+
+def source_curves(preset: Preset, curves: np.ndarray) -> dict[str, np.ndarray]:
+    """The preset's source curves ({channel or viseme: values}) from (T, CHANNELS) curves."""
+    curves = np.asarray(curves, dtype=np.float32)
+    if preset.is_arkit:
+        return {name: curves[:, i] for i, name in enumerate(CHANNELS)}
+    return viseme_curves(preset, curves)
+
+
+def rig_curves(sources: Mapping[str, np.ndarray], targets: Iterable[tuple[str, str, float]]) -> dict[str, np.ndarray]:
+    """{shape key: values} from source curves and (source, shape key, scale) targets.
+
+    Several sources on one shape key add up (clipped to [0, 1]), so a custom mapping can drive
+    one "wide open" key from jawOpen and mouthLowerDown alike."""
+    out: dict[str, np.ndarray] = {}
+    for source, shape_key, scale in targets:
+        if source not in sources or not shape_key:
+            continue
+        values = sources[source] * np.float32(scale)
+        out[shape_key] = values if shape_key not in out else out[shape_key] + values
+    return {name: np.clip(values, 0.0, 1.0).astype(np.float32) for name, values in out.items()}
