@@ -1,9 +1,12 @@
-"""Keying speed in Blender (the ``bpy`` module): minutes of curves onto the face rig's shape keys.
+"""Blender time to apply a lip-sync result: mapping, keying and caching, in the ``bpy`` module.
 
     python benchmarks/bench_keying.py [--minutes 10] [--fps 30]
 
 Target (the Blender extension issue): 10 minutes at 30 fps on 25+ channels keyed in at most 2 s
-of Blender time after the curves arrive.
+of Blender time after the curves arrive. Measured on ``lipsync.apply_result``, the function the
+add-on runs on the main thread when the backend's answer arrives: ARKit dense keys, ARKit
+reduced Bezier keys (tolerance 0.01) and a viseme rig (Oculus, reduced), each the median of 3.
+The curves are the engine's for the demo sentence, repeated to the length asked for.
 """
 
 from __future__ import annotations
@@ -17,10 +20,38 @@ import bpy
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import extension_module  # noqa: E402  (the extension's own import path)
+from conftest import extension_module, extension_package  # noqa: E402  (the extension's own import path)
 
 from steadytalk_shared.face_model import FaceModel  # noqa: E402
-from steadytalk_shared.schema import CHANNELS  # noqa: E402
+from steadytalk_shared.mapping import PRESETS  # noqa: E402
+
+
+def long_result(minutes: float, fps: float):
+    from importlib import resources
+
+    from steadytalk_backend.engine import LipsyncEngine
+
+    wav = Path(str(resources.files("steadytalk_backend.data") / "demo_speech.wav"))
+    result = LipsyncEngine().run(wav, fps=fps)
+    frames = int(minutes * 60 * fps)
+    repeats = -(-frames // result.num_frames)
+    result.raw = np.tile(result.raw, (repeats, 1))[:frames]
+    result.smoothed = np.tile(result.smoothed, (repeats, 1))[:frames]
+    result.sigma = np.tile(result.sigma, repeats)[:frames]
+    result.duration = frames / fps
+    return result
+
+
+def viseme_rig(scene, preset_id: str):
+    mesh = bpy.data.meshes.new("visemes")
+    mesh.from_pydata([(0, 0, 0), (1, 0, 0), (0, 1, 0)], [], [(0, 1, 2)])
+    obj = bpy.data.objects.new("visemes", mesh)
+    scene.collection.objects.link(obj)
+    obj.shape_key_add(name="Basis")
+    for viseme in PRESETS[preset_id].visemes:
+        obj.shape_key_add(name=f"viseme_{viseme.name}")
+    obj.steadytalk.preset = preset_id
+    return obj
 
 
 def main() -> None:
@@ -28,21 +59,29 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--fps", type=float, default=30.0)
     args = parser.parse_args()
-    frames = int(args.minutes * 60 * args.fps)
-    rng = np.random.default_rng(0)
-    curves = {name: np.clip(np.cumsum(rng.normal(0, 0.02, frames)), 0, 1) for name in CHANNELS}
+    result = long_result(args.minutes, args.fps)
     bpy.ops.wm.read_factory_settings(use_empty=True)
+    extension_package().register()
+    lipsync = extension_module("lipsync")
     scene = bpy.context.scene
-    obj = extension_module("rig").create_face_rig(scene.collection, FaceModel.load())
-    keying = extension_module("keying")
-    times = []
-    for _ in range(3):
-        started = time.perf_counter()
-        keying.key_curves(obj, curves, start_frame=1, frame_step=1.0, action_name="bench")
-        times.append(time.perf_counter() - started)
-    keys = frames * len(curves)
-    print(f"bpy {bpy.app.version_string}: {args.minutes:g} min at {args.fps:g} fps, {len(curves)} channels")
-    print(f"{keys} keys in {np.median(times):.2f} s (median of 3 runs, {keys / np.median(times) / 1e6:.2f} M keys/s)")
+    face = extension_module("rig").create_face_rig(scene.collection, FaceModel.load())
+    print(f"bpy {bpy.app.version_string}: {args.minutes:g} min at {args.fps:g} fps ({result.num_frames} frames)")
+    for label, obj, tolerance in (
+        ("ARKit rig, 33 channels, dense keys", face, None),
+        ("ARKit rig, 33 channels, reduced keys", face, 0.01),
+        ("Oculus viseme rig, 15 visemes, reduced keys", viseme_rig(scene, "OCULUS"), 0.01),
+    ):
+        settings = lipsync.ApplySettings(obj.name, 1, "bench", None, False, False, tolerance)
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            action, _ = lipsync.apply_result(scene, result, settings)
+            times.append(time.perf_counter() - started)
+        keys = sum(len(fc.keyframe_points) for fc in extension_module("keying").action_fcurves(action))
+        print(f"  {label}: {np.median(times):.2f} s, {keys} keys (median of 3)")
+    started = time.perf_counter()
+    face.steadytalk.smoothing_strength = 2.0
+    print(f"  re-smooth slider on the ARKit rig (numpy smoother + reduced keys): {time.perf_counter() - started:.2f} s")
 
 
 if __name__ == "__main__":

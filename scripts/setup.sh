@@ -43,15 +43,38 @@ fi
 stamp=.venv/.steadytalk-setup
 wanted="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ] && [ -x .venv/bin/steadytalk ]; then
-    exit 0
+    main_ready=1
+else
+    main_ready=0
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-# torch first and pinned: here it resolves to a local CPU build; on a GPU box to the CUDA build.
-if ! .venv/bin/python -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' 2>/dev/null; then
-    echo "setup: installing torch 2.13.0"
-    .venv/bin/python -m pip install -q torch==2.13.0
+if [ "$main_ready" = 0 ]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    # torch first and pinned: here it resolves to a local CPU build; on a GPU box to the CUDA build.
+    if ! .venv/bin/python -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' 2>/dev/null; then
+        echo "setup: installing torch 2.13.0"
+        .venv/bin/python -m pip install -q torch==2.13.0
+    fi
+    echo "setup: installing steadytalk and its dependencies"
+    .venv/bin/python -m pip install -q -e ".[dev]"
+    echo "$wanted" > "$stamp"
 fi
-echo "setup: installing steadytalk and its dependencies"
-.venv/bin/python -m pip install -q -e ".[dev]"
-echo "$wanted" > "$stamp"
+
+# The add-on is also tested on Blender 4.2 LTS and 4.5 LTS: one bpy per environment, each with
+# only what the extension bundles (pyzmq, msgpack) plus pytest. STEADYTALK_BLENDER_VERSIONS=""
+# skips them (bpy 5.0 is in .venv already).
+for version in ${STEADYTALK_BLENDER_VERSIONS-4.2.23 4.5.15}; do
+    venv=".venv-bpy$(echo "$version" | cut -d. -f1,2 | tr -d .)"
+    want="$version $(sha256sum pyproject.toml | cut -d' ' -f1)"
+    if [ -f "$venv/.steadytalk-setup" ] && [ "$(cat "$venv/.steadytalk-setup")" = "$want" ]; then
+        continue
+    fi
+    echo "setup: installing bpy $version in $venv"
+    [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+    "$venv/bin/python" -m pip install -q "bpy==$version" pyzmq==27.3.0 msgpack==1.2.4 pytest
+    "$venv/bin/python" -m pip install -q --no-deps -e .
+    echo "$want" > "$venv/.steadytalk-setup"
+done
+
+# The wheels the extension bundles (pinned by SHA-256; downloads only what is missing).
+.venv/bin/python scripts/extension.py wheels
 echo "setup: done (.venv/bin/steadytalk)"
