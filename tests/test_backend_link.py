@@ -119,3 +119,29 @@ def test_local_backend_command_forms():
     missing = link.LocalBackend("/nonexistent/steadytalk", "tcp://127.0.0.1:6000")
     with pytest.raises(link.UserFacingError, match="Could not start the local backend"):
         missing.start()
+
+
+def test_a_backend_of_another_protocol_version_is_a_clear_error():
+    """A real ROUTER socket that answers like a future backend (protocol 2)."""
+    import msgpack
+    import zmq
+
+    context = zmq.Context.instance()
+    router = context.socket(zmq.ROUTER)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+
+    def answer():
+        if router.poll(5000):
+            identity, header, *_ = router.recv_multipart()
+            request = msgpack.unpackb(header)
+            reply = {**request, "protocol": 2, "status": "ok", "body": {}, "buffers": []}
+            router.send_multipart([identity, msgpack.packb(reply)])
+
+    thread = threading.Thread(target=answer)
+    thread.start()
+    try:
+        job = run_job(lambda j: link.connect(link.Connection(f"tcp://127.0.0.1:{port}", timeout=5.0)))
+    finally:
+        thread.join()
+        router.close(linger=0)
+    assert job.error is not None and "protocol version 2" in job.error and "same release" in job.error

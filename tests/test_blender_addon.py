@@ -258,7 +258,8 @@ def test_user_errors_are_messages_before_anything_is_sent(addon, tmp_path):
 def test_cancel_leaves_the_scene_untouched(addon, demo_wav):
     obj = add_rig()
     bpy.context.scene.steadytalk.audio_path = str(demo_wav)
-    assert bpy.ops.steadytalk.lipsync() == {"FINISHED"}
+    # As from a button: invoke (modal with Esc in a window; without one, as here, it runs as execute).
+    assert bpy.ops.steadytalk.lipsync("INVOKE_DEFAULT") == {"FINISHED"}
     assert bpy.ops.steadytalk.cancel() == {"FINISHED"}
     addon.wait(60)
     assert addon.last_message[0] == "WARNING" and "cancelled" in addon.last_message[1]
@@ -328,3 +329,18 @@ def test_render_the_rig_mid_sentence(addon, demo_wav):
     image = bpy.data.images.load(str(out))
     pixels = np.array(image.pixels[:]).reshape(image.size[1], image.size[0], 4)
     assert pixels[..., :3].std() > 0.05  # a face, not an empty frame
+
+
+def test_one_undo_step_removes_the_result(addon, demo_wav):
+    obj = add_rig()
+    name = obj.name
+    bpy.ops.ed.undo_push(message="rig added")
+    lipsync_once(addon, audio_path=str(demo_wav), add_sound_strip=False)
+    assert bpy.data.objects[name].steadytalk.result_action is not None
+    bpy.ops.ed.undo()
+    obj = bpy.data.objects[name]  # undo reloads the data: fetch it again
+    assert obj.steadytalk.result_action is None
+    assert obj.data.shape_keys.animation_data is None or obj.data.shape_keys.animation_data.action is None
+    assert not [a for a in bpy.data.actions if a.name.startswith("SteadyTalk")]
+    bpy.ops.ed.redo()
+    assert bpy.data.objects[name].steadytalk.result_action is not None
