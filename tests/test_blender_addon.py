@@ -159,6 +159,10 @@ def test_rerun_replaces_only_its_own_result(addon, demo_wav, tmp_path):
     assert len(results) == 1 and obj.steadytalk.result_action == results[0]
     track = key.animation_data.nla_tracks["Steady Talk"]
     assert [s.action for s in track.strips] == [results[0]] and key.animation_data.action is None
+    jaw = [fc for fc in extension_module("keying").action_fcurves(results[0]) if "jawOpen" in fc.data_path][0]
+    frame = max(range(int(jaw.range()[0]), int(jaw.range()[1])), key=jaw.evaluate)
+    scene.frame_set(frame)  # the NLA strip really drives the shape keys (slots on 4.4+)
+    assert key.key_blocks["jawOpen"].value == pytest.approx(jaw.evaluate(frame), abs=1e-5) and jaw.evaluate(frame) > 0.2
     if sound_strips_supported():
         sounds = [s for s in extension_module("lipsync").strips_of(scene.sequence_editor) if s.type == "SOUND"]
         assert len(sounds) == 1
