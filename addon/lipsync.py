@@ -44,16 +44,27 @@ class ApplySettings:
     tolerance: float | None  # None: dense keys
 
 
-ALL_STRIPS_PROPERTY = "strips_all" if bpy.app.version >= (4, 4, 0) else "sequences_all"
+# Blender 4.4 renamed the sequencer's ``sequences``/``sequences_all`` to ``strips``/``strips_all``.
+STRIPS_PROPERTY, ALL_STRIPS_PROPERTY = (
+    ("strips", "strips_all")
+    if "strips" in bpy.types.SequenceEditor.bl_rna.properties
+    else ("sequences", "sequences_all")
+)
 
 
 def strips_of(editor: bpy.types.SequenceEditor) -> bpy.types.bpy_prop_collection:
-    """Top-level strips (``strips`` since 4.4, ``sequences`` before)."""
-    return editor.strips if hasattr(editor, "strips") else editor.sequences
+    """Top-level strips of a sequencer."""
+    return getattr(editor, STRIPS_PROPERTY)
 
 
 def all_strips(editor: bpy.types.SequenceEditor) -> bpy.types.bpy_prop_collection:
-    return editor.strips_all if hasattr(editor, "strips_all") else editor.sequences_all
+    """Strips at every level (inside meta strips too)."""
+    return getattr(editor, ALL_STRIPS_PROPERTY)
+
+
+def shape_key_names(obj: bpy.types.Object) -> list[str]:
+    """The rig's shape keys other than the basis."""
+    return [k.name for k in obj.data.shape_keys.key_blocks[1:]] if obj.data.shape_keys else []
 
 
 def scene_fps(scene: bpy.types.Scene) -> float:
@@ -64,7 +75,7 @@ def rig_targets(obj: bpy.types.Object) -> tuple[mapping.Preset, list[tuple[str, 
     """(preset, [(source, shape key, scale)], unmatched sources) for a rig, custom mapping or preset."""
     settings = obj.steadytalk
     preset = mapping.PRESETS[settings.preset]
-    names = [k.name for k in obj.data.shape_keys.key_blocks[1:]] if obj.data.shape_keys else []
+    names = shape_key_names(obj)
     if settings.use_custom_mapping:
         present = set(names)
         targets = [(e.source, e.target, e.scale) for e in settings.mapping if e.target in present]

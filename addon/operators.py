@@ -280,8 +280,7 @@ class STEADYTALK_OT_mapping_from_preset(bpy.types.Operator):
         obj = _active_rig(context)
         settings = obj.steadytalk
         preset = mapping.PRESETS[settings.preset]
-        names = [k.name for k in obj.data.shape_keys.key_blocks[1:]] if obj.data.shape_keys else []
-        found, _ = mapping.match_targets(preset, names)
+        found, _ = mapping.match_targets(preset, lipsync.shape_key_names(obj))
         settings.mapping.clear()
         for source in preset.sources:
             entry = settings.mapping.add()

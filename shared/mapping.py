@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .schema import CHANNEL_INDEX, CHANNELS, SCHEMA_VERSION, match_channel
+from .schema import CHANNEL_INDEX, CHANNELS, SCHEMA_VERSION, match_rig
 
 PHONE_SHAPES_PATH = Path(__file__).parent / "data" / "phone_shapes.json"
 
@@ -154,25 +154,19 @@ def match_targets(preset: Preset, shape_key_names: Iterable[str]) -> tuple[dict[
     exact spelling wins here too."""
     names = list(shape_key_names)
     if preset.is_arkit:
-        mapping: dict[str, str] = {}
-        for rig_name in names:
-            canonical = match_channel(rig_name)
-            if canonical is not None and (canonical not in mapping or rig_name == canonical):
-                mapping[canonical] = rig_name
-    else:
-        lookup: dict[str, str] = {}
-        for viseme in preset.visemes:
-            for spelling in (viseme.name, *viseme.aliases):
-                key = _normalize(spelling)
-                for prefix in ("", *preset.prefixes):
-                    lookup.setdefault(prefix + key, viseme.name)
-        mapping = {}
-        for rig_name in names:
-            source = lookup.get(_normalize(rig_name))
-            if source is not None and (source not in mapping or rig_name == source):
-                mapping[source] = rig_name
-    unmatched = [source for source in preset.sources if source not in mapping]
-    return mapping, unmatched
+        return match_rig(names)
+    lookup: dict[str, str] = {}
+    for viseme in preset.visemes:
+        for spelling in (viseme.name, *viseme.aliases):
+            key = _normalize(spelling)
+            for prefix in ("", *preset.prefixes):
+                lookup.setdefault(prefix + key, viseme.name)
+    mapping: dict[str, str] = {}
+    for rig_name in names:
+        source = lookup.get(_normalize(rig_name))
+        if source is not None and (source not in mapping or rig_name == source):
+            mapping[source] = rig_name
+    return mapping, [source for source in preset.sources if source not in mapping]
 
 
 @cache
@@ -237,15 +231,10 @@ def viseme_curves(preset: Preset, curves: np.ndarray) -> dict[str, np.ndarray]:
     columns = [CHANNEL_INDEX[name] for name in VISEME_CHANNELS]
     weights = nonnegative_blend(np.asarray(curves)[:, columns], viseme_shapes(preset))
     weights = np.clip(weights, 0.0, 1.0)
-    out: dict[str, np.ndarray] = {}
-    spoken = iter(range(weights.shape[1]))
-    for viseme in preset.visemes:
-        if viseme.phones:
-            out[viseme.name] = weights[:, next(spoken)].astype(np.float32)
-    for viseme in preset.visemes:
-        if not viseme.phones:  # the rest shape takes what the spoken visemes leave
-            out[viseme.name] = np.clip(1.0 - weights.sum(axis=1), 0.0, 1.0).astype(np.float32)
-    return {v.name: out[v.name] for v in preset.visemes}
+    spoken = [v.name for v in preset.visemes if v.phones]  # the columns of ``weights``, in order
+    out = {name: weights[:, i].astype(np.float32) for i, name in enumerate(spoken)}
+    rest = np.clip(1.0 - weights.sum(axis=1), 0.0, 1.0).astype(np.float32)  # what the spoken visemes leave
+    return {v.name: out.get(v.name, rest) for v in preset.visemes}
 
 
 def source_curves(preset: Preset, curves: np.ndarray) -> dict[str, np.ndarray]:
