@@ -65,30 +65,30 @@ def key_curves(
     animation = key.animation_data or key.animation_data_create()
     action = bpy.data.actions.new(action_name)
     animation.action = action
-    linear, bezier, aligned = _enum_value("interpolation", "LINEAR"), _enum_value("interpolation", "BEZIER"), None
+    linear, bezier = _enum_value("interpolation", "LINEAR"), _enum_value("interpolation", "BEZIER")
+    aligned = _enum_value("handle_left_type", "ALIGNED")
+
+    def to_scene(points: np.ndarray) -> np.ndarray:
+        """(K, 2) (curve frame, value) -> flat float32 (scene frame, value) for foreach_set."""
+        out = np.asarray(points, dtype=np.float64).copy()
+        out[:, 0] = start_frame + frame_step * out[:, 0]
+        return out.astype(np.float32).ravel()
+
     for name, values in curves.items():
         values = np.asarray(values, dtype=np.float32)
         fcurve = _fcurve(action, key, shape_key_path(name))
         points = fcurve.keyframe_points
         if tolerance is None:
-            frames = start_frame + frame_step * np.arange(len(values), dtype=np.float64)
-            points.add(len(values))
-            points.foreach_set("co", np.stack([frames, values], axis=1).astype(np.float32).ravel())
-            points.foreach_set("interpolation", np.full(len(values), linear, dtype=np.int32))
+            count = len(values)
+            points.add(count)
+            points.foreach_set("co", to_scene(np.stack([np.arange(count), values], axis=1)))
+            points.foreach_set("interpolation", np.full(count, linear, dtype=np.int32))
         else:
-            aligned = aligned if aligned is not None else _enum_value("handle_left_type", "ALIGNED")
             sparse = reduce_keys(values, tolerance)
             left, right = sparse.handles()
             count = len(sparse.frames)
-
-            def to_scene(points_2d: np.ndarray) -> np.ndarray:
-                out = points_2d.astype(np.float64).copy()
-                out[:, 0] = start_frame + frame_step * out[:, 0]
-                return out.astype(np.float32).ravel()
-
-            co = np.stack([sparse.frames.astype(np.float64), sparse.values.astype(np.float64)], axis=1)
             points.add(count)
-            points.foreach_set("co", to_scene(co))
+            points.foreach_set("co", to_scene(np.stack([sparse.frames, sparse.values], axis=1)))
             points.foreach_set("interpolation", np.full(count, bezier, dtype=np.int32))
             points.foreach_set("handle_left_type", np.full(count, aligned, dtype=np.int32))
             points.foreach_set("handle_right_type", np.full(count, aligned, dtype=np.int32))

@@ -120,8 +120,7 @@ def apply_result(
         "nla": bool(settings.push_to_nla),
         "mode": result.mode,
     }
-    action = write_keys(obj, result.smoothed, meta, f"SteadyTalk {settings.audio_name}")
-    action[RAW_PROPERTY] = np.ascontiguousarray(result.raw, dtype=np.float32).ravel()
+    action = write_keys(obj, result.raw, result.smoothed, meta, f"SteadyTalk {settings.audio_name}")
     obj.steadytalk["smoothing_strength"] = float(result.smoothing_strength)  # no update callback: keys are fresh
     notes = []
     if settings.audio_path is not None and settings.add_sound_strip:
@@ -132,8 +131,11 @@ def apply_result(
     return action, notes
 
 
-def write_keys(obj: bpy.types.Object, smoothed: np.ndarray, meta: dict, action_name: str) -> bpy.types.Action:
-    """Replace the rig's previous Steady Talk result with keys of ``smoothed`` (T, CHANNELS)."""
+def write_keys(
+    obj: bpy.types.Object, raw: np.ndarray, smoothed: np.ndarray, meta: dict, action_name: str
+) -> bpy.types.Action:
+    """Replace the rig's previous Steady Talk result with keys of ``smoothed`` (T, CHANNELS);
+    the new Action caches ``raw`` and ``meta`` for re-smoothing."""
     preset, targets, _ = rig_targets(obj)
     curves = mapping.rig_curves(mapping.source_curves(preset, smoothed), targets)
     key = obj.data.shape_keys
@@ -145,6 +147,7 @@ def write_keys(obj: bpy.types.Object, smoothed: np.ndarray, meta: dict, action_n
     tolerance = meta["tolerance"] if meta["tolerance"] > 0 else None
     action = keying.key_curves(obj, curves, meta["start_frame"], action_name, tolerance=tolerance)
     action[META_PROPERTY] = meta
+    action[RAW_PROPERTY] = np.ascontiguousarray(raw, dtype=np.float32).ravel()
     obj.steadytalk.result_action = action
     if meta["nla"]:
         track = animation.nla_tracks.get(NLA_TRACK) or animation.nla_tracks.new()
@@ -187,13 +190,9 @@ def resmooth(obj: bpy.types.Object, strength: float) -> bpy.types.Action | None:
     raw = cached_raw(action)
     if raw is None:
         return None
-    meta = action[META_PROPERTY].to_dict()
-    name = action.name
     smoothed, _ = default_smoother().smooth(raw, strength)
-    new_action = write_keys(obj, smoothed, meta, name)
-    new_action[RAW_PROPERTY] = raw.ravel()
-    new_action.name = name  # the old one is gone now, so the name is free again
-    return new_action
+    # write_keys removes the old action first, so the new one takes its name.
+    return write_keys(obj, raw, smoothed, action[META_PROPERTY].to_dict(), action.name)
 
 
 def add_sound_strip(
