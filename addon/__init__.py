@@ -18,6 +18,7 @@ def register() -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     bpy.types.VIEW3D_MT_mesh_add.append(ui.menu_add_face_rig)
+    backend_link.set_redraw(operators.redraw_panels)
 
 
 def unregister() -> None:
@@ -25,6 +26,7 @@ def unregister() -> None:
     if bpy.app.timers.is_registered(backend_link.tick):
         bpy.app.timers.unregister(backend_link.tick)
     backend_link.stop_local_backend()
+    backend_link.set_redraw(None)
     bpy.types.VIEW3D_MT_mesh_add.remove(ui.menu_add_face_rig)
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

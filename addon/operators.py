@@ -9,7 +9,7 @@ as in the ``bpy`` module and background Blender).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import bpy
@@ -54,9 +54,9 @@ def audio_source(scene: bpy.types.Scene) -> AudioSource:
                 raise UserFacingError(f"The sound strip {strip.name!r} points to {path}, which does not exist.")
             source = AudioSource(strip.name, str(path), None, int(strip.frame_start), False)
     if settings.start == "CURRENT":
-        return AudioSource(source.name, source.path, source.data, scene.frame_current, source.from_file)
+        return replace(source, start_frame=scene.frame_current)
     if settings.start == "CUSTOM":
-        return AudioSource(source.name, source.path, source.data, settings.start_frame, source.from_file)
+        return replace(source, start_frame=settings.start_frame)
     return source
 
 
@@ -78,7 +78,7 @@ def _ensure_timer() -> None:
         bpy.app.timers.register(backend_link.tick, first_interval=backend_link.TICK_SECONDS)
 
 
-def _redraw_panels() -> None:
+def redraw_panels() -> None:
     for window in getattr(bpy.context.window_manager, "windows", []):
         for area in window.screen.areas:
             if area.type in {"VIEW_3D", "PREFERENCES"}:
@@ -138,7 +138,6 @@ def start_lipsync(context: bpy.types.Context, push_undo: bool) -> Job:
                 pass  # no undo stack (background Blender, the bpy module)
 
     job = Job("Lip-sync", work, on_done)
-    backend_link.set_redraw(_redraw_panels)
     backend_link.submit(job)
     return job
 
@@ -223,7 +222,6 @@ class STEADYTALK_OT_test_connection(bpy.types.Operator):
             backend_link.set_message("INFO", f"Connected: {text}")
 
         try:
-            backend_link.set_redraw(_redraw_panels)
             backend_link.submit(Job("Test connection", lambda job: backend_link.connect(connection, job), on_done))
         except RuntimeError as exc:
             self.report({"ERROR"}, str(exc))
@@ -265,16 +263,21 @@ def _active_rig(context: bpy.types.Context) -> bpy.types.Object | None:
     return obj if obj is not None and obj.type == "MESH" else None
 
 
-class STEADYTALK_OT_mapping_from_preset(bpy.types.Operator):
-    """Fill the custom mapping with what the rig convention finds (unmatched sources get an empty row)"""
+class _OnActiveRig:
+    """Operators that edit the active mesh's Steady Talk settings."""
 
-    bl_idname = "steadytalk.mapping_from_preset"
-    bl_label = "Fill from Convention"
     bl_options = {"REGISTER", "UNDO"}
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         return _active_rig(context) is not None
+
+
+class STEADYTALK_OT_mapping_from_preset(_OnActiveRig, bpy.types.Operator):
+    """Fill the custom mapping with what the rig convention finds (unmatched sources get an empty row)"""
+
+    bl_idname = "steadytalk.mapping_from_preset"
+    bl_label = "Fill from Convention"
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         obj = _active_rig(context)
@@ -289,16 +292,11 @@ class STEADYTALK_OT_mapping_from_preset(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class STEADYTALK_OT_mapping_add(bpy.types.Operator):
+class STEADYTALK_OT_mapping_add(_OnActiveRig, bpy.types.Operator):
     """Add a row to the custom mapping"""
 
     bl_idname = "steadytalk.mapping_add"
     bl_label = "Add Mapping Row"
-    bl_options = {"REGISTER", "UNDO"}
-
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        return _active_rig(context) is not None
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         settings = _active_rig(context).steadytalk
@@ -307,17 +305,15 @@ class STEADYTALK_OT_mapping_add(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class STEADYTALK_OT_mapping_remove(bpy.types.Operator):
+class STEADYTALK_OT_mapping_remove(_OnActiveRig, bpy.types.Operator):
     """Remove the selected row of the custom mapping"""
 
     bl_idname = "steadytalk.mapping_remove"
     bl_label = "Remove Mapping Row"
-    bl_options = {"REGISTER", "UNDO"}
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        obj = _active_rig(context)
-        return obj is not None and len(obj.steadytalk.mapping) > 0
+        return super().poll(context) and len(context.active_object.steadytalk.mapping) > 0
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         settings = _active_rig(context).steadytalk
