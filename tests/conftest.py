@@ -31,6 +31,15 @@ def extension_package():
     return sys.modules[EXTENSION_PACKAGE]
 
 
+def unused_loopback_port() -> int:
+    """A loopback TCP port nobody listens on (bound and released by the OS)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def extension_module(name: str):
     """Import ``addon.<name>`` the way the installed extension does, so its ``..shared`` imports work."""
     import importlib

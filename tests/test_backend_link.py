@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from conftest import extension_module
+from conftest import extension_module, unused_loopback_port
 
 link = extension_module("backend_link")
 
@@ -93,11 +93,7 @@ def test_connect_pings_a_real_server(server):
 
 
 def test_no_backend_and_no_auto_start_is_a_clear_error():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = unused_loopback_port()
     job = run_job(lambda j: link.connect(link.Connection(f"tcp://127.0.0.1:{port}", timeout=1.0)))
     assert job.error is not None and "No answer from the Steady Talk backend" in job.error
 

@@ -16,7 +16,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from conftest import EXTENSION_PACKAGE, extension_module, extension_package  # noqa: E402
+from conftest import EXTENSION_PACKAGE, extension_module, extension_package, unused_loopback_port  # noqa: E402
 
 from steadytalk_shared import mapping  # noqa: E402
 from steadytalk_shared.curves import LipsyncResult  # noqa: E402
@@ -220,11 +220,7 @@ def test_sound_strip_source_and_viseme_preset(addon, backend_process, demo_wav):
 
 
 def test_backend_absent_gives_a_message_and_changes_nothing(addon, demo_wav):
-    import socket
-
-    with socket.socket() as s:  # a loopback port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = unused_loopback_port()
     bpy.context.preferences.addons[EXTENSION_PACKAGE].preferences.endpoint = f"tcp://127.0.0.1:{port}"
     bpy.context.preferences.addons[EXTENSION_PACKAGE].preferences.timeout = 2.0
     obj = add_rig()
@@ -278,12 +274,9 @@ def test_test_connection_reports_version_and_device(addon):
 
 
 def test_auto_start_starts_and_stops_a_local_backend(addon, backend_process):
-    import socket
     import sys
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = unused_loopback_port()
     prefs = bpy.context.preferences.addons[EXTENSION_PACKAGE].preferences
     prefs.endpoint = f"tcp://127.0.0.1:{port}"
     prefs.auto_start = True
