@@ -79,6 +79,17 @@ def main() -> None:
             times.append(time.perf_counter() - started)
         keys = sum(len(fc.keyframe_points) for fc in extension_module("keying").action_fcurves(action))
         print(f"  {label}: {np.median(times):.2f} s, {keys} keys (median of 3)")
+    from steadytalk_shared.keyreduce import reduce_keys
+    from steadytalk_shared.schema import CHANNELS
+
+    for tolerance in (0.01, 0.03):
+        kept = [len(reduce_keys(result.smoothed[:, c], tolerance).frames) for c in range(len(CHANNELS))]
+        jaw = kept[CHANNELS.index("jawOpen")]
+        print(
+            f"  key reduction at tolerance {tolerance}: {sum(kept)} of {result.smoothed.size} keys "
+            f"({sum(kept) / result.smoothed.size:.1%}); "
+            f"jawOpen {jaw} of {result.num_frames} ({jaw / result.num_frames:.0%})"
+        )
     started = time.perf_counter()
     face.steadytalk.smoothing_strength = 2.0
     print(f"  re-smooth slider on the ARKit rig (numpy smoother + reduced keys): {time.perf_counter() - started:.2f} s")
