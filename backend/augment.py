@@ -46,12 +46,13 @@ def perturb_expression(
     """(..., CHANNELS) coefficients with Gaussian noise on the mouth/jaw channels, kept in [0, 1]."""
     noise = torch.zeros_like(coefficients)
     mouth = _MOUTH_CHANNELS.to(coefficients.device)
+    # Drawn on the generator's device, so a CPU generator reproduces the same noise for a GPU batch.
     draw = torch.randn(
         (*coefficients.shape[:-1], len(mouth)),
         generator=generator,
-        device=coefficients.device,
+        device=generator.device if generator is not None else coefficients.device,
         dtype=coefficients.dtype,
-    )
+    ).to(coefficients.device)
     noise[..., mouth] = draw * config.expression_noise
     return (coefficients + noise).clamp(0.0, 1.0)
 

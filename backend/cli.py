@@ -107,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--work-dir", type=Path, help="where the held-out clips' avatars go (default: a temporary folder)"
     )
     eval_tracking.add_argument("--json", type=Path, help="also write the report as JSON")
+    eval_render = eval_sub.add_parser("render", help="the trained renderer on held-out clips: PSNR, SSIM, LMD, MSI")
+    eval_render.add_argument("avatar", type=Path, help="a trained avatar folder (steadytalk train)")
+    eval_render.add_argument(
+        "--clips",
+        type=Path,
+        default=Path("../shared/data/video/grid_s1_val"),
+        help="held-out clips of the same speaker (NAME.mpg + NAME.align)",
+    )
+    eval_render.add_argument("--work-dir", type=Path, help="where the clips' tracking goes (default: temporary)")
+    eval_render.add_argument("--out", type=Path, default=Path("eval_render"), help="contact sheet and mp4 go here")
+    eval_render.add_argument("--json", type=Path, help="also write the report as JSON")
 
     face = sub.add_parser("face-model", help="the canonical face model (mesh + ARKit blendshapes)")
     face_sub = face.add_subparsers(dest="action", required=True)
@@ -117,6 +128,23 @@ def build_parser() -> argparse.ArgumentParser:
     face_build.add_argument("--out", type=Path, default=None, help="default: the model the package loads")
     face_sheet = face_sub.add_parser("sheet", help="pictures of every blendshape (neutral vs 1.0, front and side)")
     face_sheet.add_argument("--out", type=Path, default=Path("face_model_sheets"))
+
+    trainer = sub.add_parser("train", help="train an avatar's neural renderer and audio-to-expression model")
+    trainer.add_argument("avatar", type=Path, help="an avatar folder made by steadytalk prepare")
+    trainer.add_argument(
+        "--preset",
+        choices=("tiny", "standard", "high"),
+        default="standard",
+        help="tiny: minutes on a CPU; standard: 256x256 on one GPU; high: 512x512 crops",
+    )
+    trainer.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when there is one)")
+    trainer.add_argument("--restart", action="store_true", help="discard an unfinished run instead of resuming it")
+    trainer.add_argument(
+        "--ablation",
+        choices=("no_erosion", "no_transformer", "no_audio_fusion"),
+        help="train a model without one component into AVATAR/ablations/NAME (for eval render)",
+    )
+    trainer.add_argument("--quiet", action="store_true", help="no progress bar")
 
     train = sub.add_parser("smoother-train", help="retrain the default adaptive smoother (reproducible)")
     train.add_argument("--out", type=Path, required=True, help="output .safetensors (a .json config is written beside)")
@@ -320,6 +348,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory() as scratch:
             report = evaluate_tracking(args.avatar, args.clips, args.work_dir or Path(scratch), log)
         print(format_tracking_report(report))
+    elif args.target == "render":
+        import tempfile
+
+        from .render_eval import evaluate_render, format_render_report
+
+        if not args.clips.is_dir():
+            raise SteadyTalkError(f"No clips folder at {args.clips}.", "Pass --clips with NAME.mpg + NAME.align files.")
+        with tempfile.TemporaryDirectory() as scratch:
+            report = evaluate_render(args.avatar, args.clips, args.work_dir or Path(scratch), args.out, log)
+        print(format_render_report(report))
     else:
         report = evaluate_lipsync(args.directory, fps=args.fps, speech_dir=args.speech_dir, log=log)
         print(format_report(report))
@@ -353,7 +391,79 @@ def cmd_smoother_train(args: argparse.Namespace) -> int:
     return 0
 
 
+class _TrainBar:
+    """One tqdm bar over all epochs (ETA shown) with the current losses."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._enabled = enabled
+        self._bar = None
+        self._desc = None
+
+    def __call__(self, stage: str, done: int, total: int, losses: dict) -> None:
+        if not self._enabled:
+            return
+        if self._bar is None or self._desc != stage:
+            self.close()
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, initial=done - 1, desc=f"{stage:<8}", unit="step", leave=True)
+            self._desc = stage
+        self._bar.update(done - self._bar.n)
+        self._bar.set_postfix(l1=f"{losses['l1']:.4f}", lip=f"{losses['lip']:.4f}", refresh=False)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .s2a_person import train_s2a
+    from .train_renderer import ABLATIONS, MODEL_DIR, RendererTrainer, preset_with
+
+    avatar: Path = args.avatar
+    if not (avatar / "manifest.json").exists():
+        raise SteadyTalkError(f"{avatar} is not an avatar folder.", "Make one with: steadytalk prepare VIDEO --out DIR")
+    changes = dict(ABLATIONS.get(args.ablation or "", {}))
+    for name in ("epochs", "joint_epochs", "max_seconds"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
+    preset = preset_with(args.preset, **changes)
+    out = avatar / "ablations" / args.ablation if args.ablation else avatar / MODEL_DIR
+    s2a_path = avatar / MODEL_DIR / "s2a.safetensors"
+    if not args.ablation and (args.restart or not s2a_path.exists()):
+        print("audio-to-expression: fitting the person's residual over the rule engine", file=sys.stderr)
+        model, report = train_s2a(avatar)
+        model.save(s2a_path, report)
+        v = report["validation"]
+        print(
+            f"  held-back frames: mouth RMSE {v['person']['rmse_mouth']:.4f} "
+            f"(rule engine {v['engine']['rmse_mouth']:.4f}), jawOpen r {v['person']['pearson_jaw_open']:.3f} "
+            f"(rule engine {v['engine']['pearson_jaw_open']:.3f})"
+        )
+    bar = _TrainBar(not args.quiet)
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    try:
+        trainer = RendererTrainer(avatar, preset, device=args.device, progress=bar, log=log, out=out)
+        summary = trainer.run(restart=args.restart)
+    except KeyboardInterrupt:
+        bar.close()
+        print("interrupted: run the same command again to resume from the last finished epoch", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    print(f"model written to {out}")
+    print(
+        f"  {summary['epochs']} epochs, {summary['steps']} steps in {summary['seconds']:.0f} s "
+        f"({summary['frames_per_second']:.1f} frames/s on {trainer.device}); "
+        f"held-back L1 {summary['validation_l1']:.4f}"
+    )
+    print(f"  losses: {out / 'train_log.tsv'} and {out / 'losses.png'}")
+    return 0
+
+
 COMMANDS = {
+    "train": cmd_train,
     "lipsync": cmd_lipsync,
     "demo": cmd_demo,
     "serve": cmd_serve,

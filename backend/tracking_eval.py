@@ -33,7 +33,7 @@ JAW_LINE = (132, 58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365,
 JAW_OPEN = CHANNELS.index("jawOpen")
 
 
-def _keypoint_sets(model: FaceModel) -> dict[str, tuple[np.ndarray, tuple[int, int]]]:
+def keypoint_sets(model: FaceModel) -> dict[str, tuple[np.ndarray, tuple[int, int]]]:
     lips = np.concatenate([model.regions.lips_outer, model.regions.lips_inner])
     corners = (int(np.nonzero(lips == MOUTH_CORNER_LEFT)[0][0]), int(np.nonzero(lips == MOUTH_CORNER_RIGHT)[0][0]))
     jaw = np.array((*JAW_LINE, MOUTH_CORNER_LEFT, MOUTH_CORNER_RIGHT))  # corners only set the scale
@@ -69,7 +69,7 @@ def stability(avatar: Path) -> dict:
         params = {k: data[k] for k in data.files}
     rig = FaceModel.load(avatar / "blender" / "rig.npz")
     smoother = default_smoother()
-    sets = _keypoint_sets(rig)
+    sets = keypoint_sets(rig)
     rows: dict[str, dict[str, list[float]]] = {}
     for start, end in clip_ranges(manifest):
         if end - start < 24:

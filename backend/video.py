@@ -145,7 +145,9 @@ def frames_at_constant_rate(
 class VideoWriter:
     """H.264 (x264, 4:4:4, near-lossless by default) written to ``path.partial``, renamed on close."""
 
-    def __init__(self, path: Path, width: int, height: int, fps: float, crf: int = 12) -> None:
+    def __init__(
+        self, path: Path, width: int, height: int, fps: float, crf: int = 12, audio_rate: int | None = None
+    ) -> None:
         import av
 
         self.path = path
@@ -155,12 +157,30 @@ class VideoWriter:
         self._stream.width, self._stream.height = width, height
         self._stream.pix_fmt = "yuv444p"
         self._stream.options = {"crf": str(crf), "preset": "veryfast"}
+        # An audio track must be declared before the first packet is written (the header).
+        self._audio = None if audio_rate is None else self._container.add_stream("aac", rate=audio_rate, layout="mono")
 
     def write(self, rgb: np.ndarray) -> None:
         import av
 
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+
+    def add_audio(self, samples: np.ndarray) -> None:
+        """Mux mono float samples in [-1, 1] at the ``audio_rate`` given at creation, as AAC."""
+        import av
+
+        stream, rate = self._audio, self._audio.rate
+        pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
+        block = 1024  # AAC frame size
+        for start in range(0, len(pcm), block):
+            frame = av.AudioFrame.from_ndarray(pcm[None, start : start + block], format="s16", layout="mono")
+            frame.sample_rate = rate
+            frame.pts = start
+            for packet in stream.encode(frame):
+                self._container.mux(packet)
+        for packet in stream.encode():
             self._container.mux(packet)
 
     def close(self) -> None:

@@ -169,3 +169,13 @@ def backend_process():
     yield process, endpoint
     process.terminate()
     process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def grid_avatar(shared_data, tmp_path_factory) -> Path:
+    """A held-out GRID clip prepared at 256 (real tracking, crops, audio features)."""
+    from steadytalk_backend.prepare import PrepareConfig, Preparer
+
+    out = tmp_path_factory.mktemp("grid_avatar") / "bbbs5s"
+    Preparer(shared_data / "video" / "grid_s1_val" / "bbbs5s.mpg", out, PrepareConfig(sizes=(256,))).run()
+    return out
