@@ -141,9 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.add_argument("--restart", action="store_true", help="discard an unfinished run instead of resuming it")
     trainer.add_argument(
         "--ablation",
-        choices=("no_erosion", "no_transformer", "no_audio_fusion"),
-        help="train a model without one component into AVATAR/ablations/NAME (for eval render)",
+        choices=("full", "no_erosion", "no_transformer", "no_audio_fusion"),
+        help="train a model without one component (or the full one) into AVATAR/ablations/NAME, for eval render",
     )
+    trainer.add_argument("--epochs", type=int, help="override the preset's renderer-alone epochs")
+    trainer.add_argument("--joint-epochs", type=int, help="override the preset's joint epochs (with the smoother)")
+    trainer.add_argument("--max-seconds", type=float, help="train on the avatar's first seconds only")
     trainer.add_argument("--quiet", action="store_true", help="no progress bar")
 
     train = sub.add_parser("smoother-train", help="retrain the default adaptive smoother (reproducible)")
