@@ -93,7 +93,8 @@ def bench(preset_name: str, size: int, device: torch.device, repeats: int, windo
         loss.backward()
         opt.step()
         with torch.autocast(**amp):
-            d = ((disc(target, x[:, 4:7]).float() - 1) ** 2).mean() + (disc(out.detach(), x[:, 4:7]).float() ** 2).mean()
+            real = ((disc(target, x[:, 4:7]).float() - 1) ** 2).mean()
+            d = real + (disc(out.detach(), x[:, 4:7]).float() ** 2).mean()
         opt_d.zero_grad()
         d.backward()
         opt_d.step()
