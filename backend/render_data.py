@@ -216,8 +216,7 @@ class Conditioner:
             coefficients = perturb_expression(coefficients, self.erosion, generator)
         screen = self.screen(coefficients, matrices)
         shape = self.shape_pass.render(screen, matrices[:, 2, 3])
-        colour = torch.zeros_like(shape.linear)
-        colour = torch.where(shape.mask[..., None], _srgb(shape.linear), colour).permute(0, 3, 1, 2)
+        colour = shape.color.permute(0, 3, 1, 2)
         # The erased region covers the wanted mouth and the background's own mouth, so no trace
         # of the background's mouth survives whatever the new expression.
         mouth = (shape.mouth | background_mouth.bool()).float()
@@ -231,12 +230,6 @@ class Conditioner:
         if self.work_size != self.size:
             planes = F.interpolate(planes, size=(self.work_size,) * 2, mode="area")
         return Conditioning(planes, background, erased, colour)
-
-
-def _srgb(linear: torch.Tensor) -> torch.Tensor:
-    """The contract's encoding, with a gradient everywhere (clamped away from 0 for the power)."""
-    x = linear.clamp(0.0, 1.0)
-    return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(0.0031308).pow(1.0 / 2.4) - 0.055)
 
 
 def to_tensor(frames: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -33,6 +33,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .atomic import atomic_output
+
 # Input planes: eroded background RGB, erased region, shape pass RGB, eye attention map.
 IMAGE_INPUTS = 8
 
@@ -265,14 +267,11 @@ def save_module(module: nn.Module, path: Path, kind: str, config: dict, extra: d
     """Weights to ``path`` (.safetensors) and the JSON config that rebuilds the module beside it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {name: t.detach().float().cpu().contiguous() for name, t in module.state_dict().items()}
-    partial = path.with_name(path.name + ".partial")
-    save_file(tensors, str(partial), metadata={"format": kind})
-    partial.replace(path)
+    with atomic_output(path) as partial:
+        save_file(tensors, str(partial), metadata={"format": kind})
     meta = {"kind": kind, "architecture": config, **(extra or {})}
-    json_path = path.with_suffix(".json")
-    json_partial = json_path.with_name(json_path.name + ".partial")
-    json_partial.write_text(json.dumps(meta, indent=2) + "\n")
-    json_partial.replace(json_path)
+    with atomic_output(path.with_suffix(".json")) as partial:
+        partial.write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def load_renderer(path: Path, device: str | torch.device = "cpu") -> NeuralRenderer:

@@ -48,7 +48,9 @@ class ShapePass:
 
 def srgb_encode(linear: torch.Tensor) -> torch.Tensor:
     x = linear.clamp(0.0, 1.0)
-    return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(1e-12).pow(1.0 / 2.4) - 0.055)
+    # The power branch is clamped to its own domain so its gradient stays small where unused
+    # (the joint training stage differentiates the shape pass).
+    return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(0.0031308).pow(1.0 / 2.4) - 0.055)
 
 
 def mouth_cap_triangles(model: FaceModel) -> np.ndarray:

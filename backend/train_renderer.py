@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from steadytalk_shared.smoothing import DEFAULT_WEIGHTS, RADIUS_PER_SIGMA
 
+from .atomic import atomic_output
 from .augment import ErosionConfig
 from .errors import SteadyTalkError
 from .render_data import AvatarFrames, Conditioner, Normalizer, audio_windows, to_tensor
@@ -171,9 +172,12 @@ class RendererTrainer:
             frames = AvatarFrames.load(self.avatar, config.size, max_frames=limit)
         self.data = frames
         total = self.data.num_frames
+        self.smoother = load_smoother(DEFAULT_WEIGHTS).to(self.device)
+        # Context each side of a window for the smoother: its widest kernel's reach.
+        self.smoother_radius = int(math.ceil(RADIUS_PER_SIGMA * self.smoother.config.sigma_max))
         # At least one window is held back, however short the avatar.
         self.validation_start = min(int(total * (1 - preset.validation_share)), total - preset.window)
-        needed = 3 * preset.window + 2 * self._smoother_radius()  # a training window with context + a held-back one
+        needed = 3 * preset.window + 2 * self.smoother_radius  # a training window with context + a held-back one
         if total < needed:
             raise TrainingError(
                 f"{self.avatar} has {total} frames; training needs at least {needed}.",
@@ -192,7 +196,6 @@ class RendererTrainer:
         torch.manual_seed(preset.seed)
         self.net = NeuralRenderer(config).to(self.device)
         self.disc = PatchDiscriminator(channels=32 if config.work_size <= 128 else 64).to(self.device)
-        self.smoother = load_smoother(DEFAULT_WEIGHTS).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=preset.lr, betas=(0.5, 0.999))
         self.opt_disc = torch.optim.Adam(self.disc.parameters(), lr=preset.lr, betas=(0.5, 0.999))
         self.opt_joint = torch.optim.Adam(
@@ -205,12 +208,9 @@ class RendererTrainer:
         self.seconds = 0.0
 
     # ----- data ---------------------------------------------------------------------------
-    def _smoother_radius(self) -> int:
-        return int(math.ceil(RADIUS_PER_SIGMA * 4.0))
-
     def _window_starts(self, count: int) -> torch.Tensor:
-        low = self._smoother_radius()
-        high = self.validation_start - self.preset.window - self._smoother_radius()
+        low = self.smoother_radius
+        high = self.validation_start - self.preset.window - self.smoother_radius
         return torch.randint(low, high + 1, (count,), generator=self.generator)
 
     def _batch(self, starts: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -230,7 +230,7 @@ class RendererTrainer:
     def _smoothed(self, starts: torch.Tensor) -> torch.Tensor:
         """The joint stage: the window's coefficients through the adaptive smoother, with enough
         context on both sides that the window sees what a whole sequence would give."""
-        r, t = self._smoother_radius(), self.preset.window
+        r, t = self.smoother_radius, self.preset.window
         index = (starts[:, None] + torch.arange(-r, t + r)[None]).numpy()
         curves = torch.as_tensor(self.data.coefficients[index], device=self.device)  # (B, T + 2R, C)
         sigma = self.smoother(curves)
@@ -333,7 +333,7 @@ class RendererTrainer:
         return self.preset.epochs + self.preset.joint_epochs
 
     def steps_per_epoch(self) -> int:
-        frames = self.validation_start - 2 * self._smoother_radius()
+        frames = self.validation_start - 2 * self.smoother_radius
         return max(1, frames // (self.preset.window * self.preset.windows_per_step))
 
     def save_state(self) -> None:
@@ -496,10 +496,9 @@ def plot_losses(log_path: Path, out: Path) -> None:
         for ax in axes:
             ax.axvspan(min(joint) - 1, max(joint), color="0.9", label="joint with smoother")
     fig.tight_layout()
-    partial = out.with_name(out.name + ".partial.png")
-    fig.savefig(partial, dpi=110)
+    with atomic_output(out) as partial:
+        fig.savefig(partial, dpi=110, format="png")
     plt.close(fig)
-    partial.replace(out)
 
 
 def preset_with(name: str, **changes) -> TrainPreset:
