@@ -13,7 +13,6 @@ This module does not import ``bpy``; the operators pass it plain values.
 from __future__ import annotations
 
 import atexit
-import ipaddress
 import shlex
 import subprocess
 import threading
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..shared.client import BackendClient, BackendError, BackendUnavailable
+from ..shared.client import BackendClient, BackendError, BackendUnavailable, is_loopback
 from ..shared.protocol import PROTOCOL_VERSION, ErrorCode
 
 TICK_SECONDS = 0.1
@@ -190,19 +189,6 @@ class UserFacingError(Exception):
 
 
 # -- endpoints -------------------------------------------------------------------------
-def is_loopback(endpoint: str) -> bool:
-    """True for tcp://127.x / [::1] / localhost and for ipc:// (same machine)."""
-    if endpoint.startswith(("ipc://", "inproc://")):
-        return True
-    host = urlsplit(endpoint).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_endpoint(endpoint: str, online_access: bool) -> None:
     """Refuse endpoints that are not ZeroMQ tcp/ipc, and remote ones while Blender is offline."""
     if not endpoint.startswith(("tcp://", "ipc://")) or len(endpoint) < 8:

@@ -83,6 +83,44 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the ZeroMQ backend (loopback by default)")
     serve.add_argument("--bind", default="tcp://127.0.0.1:5757", help="ZeroMQ endpoint to bind (loopback by default)")
     serve.add_argument("--workers", type=int, default=2, help="jobs processed at once")
+    serve.add_argument(
+        "--avatars",
+        type=Path,
+        action="append",
+        default=[],
+        help="a folder of trained avatars (or one avatar folder) that clients may render with; repeatable",
+    )
+    serve.add_argument("--jobs-dir", type=Path, help="the only folder the server writes to (default: temporary)")
+    serve.add_argument("--keys", type=Path, help="CURVE keys folder (steadytalk keys); required off loopback")
+    serve.add_argument("--device", help="renderer device: cpu, cuda or cuda:N (default: cuda when there is one)")
+    serve.add_argument("--max-frames", type=int, default=64, help="most frames in one render request")
+
+    keys = sub.add_parser("keys", help="CURVE keys so the backend can listen beyond this computer")
+    keys.add_argument("folder", type=Path, help="keys folder (created; the server key is made once)")
+    keys.add_argument("--client", action="append", default=[], help="make a key pair for this client; repeatable")
+
+    render = sub.add_parser("render", help="audio -> photoreal mp4 of a trained avatar (one file or a batch)")
+    render.add_argument("--avatar", type=Path, required=True, help="a trained avatar folder (steadytalk train)")
+    what = render.add_mutually_exclusive_group(required=True)
+    what.add_argument("--audio", type=Path, help="one speech file")
+    what.add_argument("--batch", type=Path, help="a list: one audio path per line, optionally TAB transcript")
+    rtext = render.add_mutually_exclusive_group()
+    rtext.add_argument("--transcript", help="the words spoken (with --audio)")
+    rtext.add_argument("--transcript-file", type=Path, help="a UTF-8 text file with the words spoken")
+    render.add_argument("--out", type=Path, help="output mp4 (with --audio)")
+    render.add_argument("--out-dir", type=Path, help="output folder (with --batch); a rerun skips finished files")
+    render.add_argument("--smoothing", type=_strength, default=1.0, help="adaptive smoothing strength (1 default)")
+    render.add_argument("--crop", action="store_true", help="write the face crop instead of the full frame")
+    render.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when there is one)")
+    render.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run the batch on Ray: one worker per GPU (ADDRESS of a cluster, or none for a local one)",
+    )
+    render.add_argument("--quiet", action="store_true", help="no progress bar")
 
     demo = sub.add_parser("demo", help="lip-sync the bundled speech clip (the README's main job)")
     demo.add_argument("--out", type=Path, default=Path("demo_output"), help="folder for the results")
@@ -329,9 +367,24 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import LipsyncServer, ServerConfig
 
-    server = LipsyncServer(ServerConfig(bind=args.bind, workers=args.workers))
+    for folder in args.avatars:
+        if not folder.is_dir():
+            raise SteadyTalkError(f"--avatars {folder} is not a folder.", "Give the folder that holds your avatars.")
+    config = ServerConfig(
+        bind=args.bind,
+        workers=args.workers,
+        avatars=tuple(args.avatars),
+        jobs_dir=args.jobs_dir,
+        keys=args.keys,
+        device=args.device,
+        max_frames_per_request=args.max_frames,
+    )
+    server = LipsyncServer(config)
     server.install_signal_handlers()
-    print(f"steadytalk {__version__} serving on {server.endpoint} (Ctrl+C to stop)", flush=True)
+    secured = " with CURVE authentication" if args.keys else ""
+    print(f"steadytalk {__version__} serving on {server.endpoint}{secured} (Ctrl+C to stop)", flush=True)
+    avatars = server.avatar_names()
+    print(f"avatars: {', '.join(avatars) if avatars else 'none (add --avatars FOLDER to render)'}", flush=True)
     server.serve_forever()
     print("stopped")
     return 0
@@ -465,7 +518,66 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    from .keys import generate
+
+    made = generate(args.folder, args.client)
+    print(f"server public key: {made.pop('server')} (give it to clients; server.key_secret stays here)")
+    for name, path in made.items():
+        print(f"client {name}: {path} (copy it to that client only; authorized/{name}.key lets it in)")
+    print(f"serve with: steadytalk serve --bind tcp://0.0.0.0:5757 --keys {args.folder}")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    transcript = _read_transcript(args)
+    if args.audio is not None:
+        if args.out is None:
+            raise SteadyTalkError("--audio needs --out OUT.mp4.")
+        if not args.audio.is_file():
+            raise SteadyTalkError(f"The audio file {args.audio} does not exist.")
+        from .inference import AvatarRenderer
+        from .render_service import Reference, RenderConfig, render_audio
+
+        started = time.monotonic()
+        renderer = AvatarRenderer(args.avatar, device=args.device)
+        reference = Reference(args.avatar, renderer.config.size)
+        bar = _ProgressBar(not args.quiet)
+        try:
+            summary = render_audio(
+                renderer, reference, args.audio, args.out, transcript, RenderConfig(full_frame=not args.crop), bar
+            )
+        finally:
+            bar.close()
+        seconds = time.monotonic() - started
+        print(
+            f"{summary['out']}: {summary['frames']} frames ({summary['duration']:.2f} s of audio, "
+            f"{summary['size'][0]}x{summary['size'][1]} at {summary['fps']:g} fps) in {seconds:.1f} s "
+            f"on {renderer.device}"
+        )
+        for warning in summary["warnings"]:
+            print(f"  warning: {warning}")
+        return 0
+    from .batch import read_list, run_batch
+
+    if args.out_dir is None:
+        raise SteadyTalkError("--batch needs --out-dir DIR.")
+    if transcript is not None:
+        raise SteadyTalkError("--transcript is for one file; in a batch list put it after a TAB on each line.")
+    jobs = read_list(args.batch, args.out_dir)
+    outcomes = run_batch(args.avatar, jobs, args.out_dir, args.device, not args.crop, args.ray, log=print)
+    failed = [o for o in outcomes if o.status == "failed"]
+    done = sum(o.status == "done" for o in outcomes)
+    skipped = sum(o.status == "skipped" for o in outcomes)
+    print(
+        f"{done} rendered, {skipped} already there, {len(failed)} failed; report: {args.out_dir / 'batch_report.json'}"
+    )
+    return 1 if failed else 0
+
+
 COMMANDS = {
+    "keys": cmd_keys,
+    "render": cmd_render,
     "train": cmd_train,
     "lipsync": cmd_lipsync,
     "demo": cmd_demo,

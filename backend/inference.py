@@ -28,6 +28,7 @@ from steadytalk_shared.smoothing import AdaptiveSmoother
 
 from .render_data import AvatarFrames, Conditioner, Normalizer, audio_windows, to_tensor, to_uint8
 from .renderer import NeuralRenderer, composite, feather_mask, load_renderer
+from .s2a_person import S2AModel
 from .train_renderer import MODEL_DIR
 
 WINDOW = 12
@@ -42,6 +43,7 @@ class FrameInput:
     background: np.ndarray  # (S, S, 3) uint8
     background_mouth: np.ndarray  # (S, S) bool
     audio: np.ndarray  # (2K + 1, D) normalized S2A features around the frame
+    shape: np.ndarray | None = None  # (S, S, 3) uint8 shape pass drawn by the client, if any
 
 
 @dataclass
@@ -77,6 +79,8 @@ class AvatarRenderer:
         )
         smoother_path = self.model_dir / "smoother.safetensors"
         self.smoother = AdaptiveSmoother.load(smoother_path) if smoother_path.exists() else None
+        s2a_path = self.model_dir / "s2a.safetensors"
+        self.s2a = S2AModel.load(s2a_path) if s2a_path.exists() else None
 
     @property
     def context(self) -> int:
@@ -93,7 +97,12 @@ class AvatarRenderer:
         matrices = torch.as_tensor(np.stack([f.matrix for f in batch]), dtype=torch.float32, device=dev)
         background = to_tensor(np.stack([f.background for f in batch]), dev)
         mouth = torch.as_tensor(np.stack([f.background_mouth for f in batch]), device=dev)
-        cond = self.conditioner(coefficients, matrices, background, mouth)
+        shapes = [f.shape for f in batch]
+        if any(s is None for s in shapes) and any(s is not None for s in shapes):
+            raise ValueError("a batch mixes client-drawn shape passes with frames that have none")
+        cond = self.conditioner(
+            coefficients, matrices, background, mouth, shape_images=None if shapes[0] is None else np.stack(shapes)
+        )
         audio = torch.as_tensor(np.stack([f.audio for f in batch]), dtype=torch.float32, device=dev)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             skips = self.net.encode(cond.inputs, audio if self.config.audio_fusion else None)
@@ -156,14 +165,20 @@ class AvatarRenderer:
             buffer.extend(self._encode(pending))
         yield from flush(final=True)
 
+    def render_span(self, frames: list[FrameInput], first: int, count: int) -> np.ndarray:
+        """Frames ``first .. first + count`` of ``frames``, the others serving as temporal
+        context: a client sends a run of frames with up to ``context`` frames on each side,
+        and gets exactly what one long window over the whole sequence gives them."""
+        encoded = []
+        for i in range(0, len(frames), WINDOW):
+            encoded += self._encode(frames[i : i + WINDOW])
+        return self._decode(encoded, first, count)
+
     @torch.no_grad()
     def render_whole(self, frames: list[FrameInput]) -> np.ndarray:
         """One long window over the whole sequence (reference for the windowed path; memory
         grows with the length, so only for short sequences and tests)."""
-        encoded = []
-        for i in range(0, len(frames), WINDOW):
-            encoded += self._encode(frames[i : i + WINDOW])
-        return self._decode(encoded, 0, len(encoded))
+        return self.render_span(frames, 0, len(frames))
 
     def smooth(self, coefficients: np.ndarray, strength: float = 1.0) -> np.ndarray:
         """The avatar's jointly trained smoother (numpy, the same the add-on runs)."""

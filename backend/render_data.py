@@ -209,17 +209,26 @@ class Conditioner:
         background_mouth: torch.Tensor,
         augment: bool = False,
         generator: torch.Generator | None = None,
+        shape_images: np.ndarray | None = None,
     ) -> Conditioning:
         """coefficients (N, 33), matrices (N, 4, 4), background (N, 3, S, S) in [0, 1] and its
-        own mouth region (N, S, S). With ``augment``, StableFace's augmented erosion."""
+        own mouth region (N, S, S). With ``augment``, StableFace's augmented erosion.
+
+        ``shape_images`` (N, S, S, 3) uint8: shape passes drawn by the client (Blender, the
+        render contract) instead of by the rasterizer; the coefficients then only place the
+        eye attention map."""
         if augment:
             coefficients = perturb_expression(coefficients, self.erosion, generator)
         screen = self.screen(coefficients, matrices)
-        shape = self.shape_pass.render(screen, matrices[:, 2, 3])
-        colour = shape.color.permute(0, 3, 1, 2)
+        if shape_images is None:
+            shape = self.shape_pass.render(screen, matrices[:, 2, 3])
+            colour, shape_mouth = shape.color.permute(0, 3, 1, 2), shape.mouth
+        else:
+            colour = to_tensor(shape_images, self.device)
+            shape_mouth = torch.as_tensor(self.shape_pass.mouth_of_image(shape_images), device=self.device)
         # The erased region covers the wanted mouth and the background's own mouth, so no trace
         # of the background's mouth survives whatever the new expression.
-        mouth = (shape.mouth | background_mouth.bool()).float()
+        mouth = (shape_mouth | background_mouth.bool()).float()
         mouth = F.max_pool2d(mouth[:, None], 2 * self.margin + 1, stride=1, padding=self.margin)[:, 0]
         if augment:
             mouth = augment_masks(mouth, draw_augmentation(len(mouth), self.size, self.erosion, generator))

@@ -1,9 +1,16 @@
-"""ZeroMQ backend: a ROUTER socket serving ping/status/lipsync/cancel.
+"""ZeroMQ backend: a ROUTER socket serving ping/status/cancel, lip-sync and photoreal renders.
 
 Only the main thread touches the ROUTER socket (ZeroMQ sockets are not thread-safe). Jobs run
-on a thread pool; workers put finished replies on a queue and wake the main loop through an
-inproc PUSH/PULL pair, so a long lip-sync never delays a ping. Malformed, oversized or
-wrong-version messages get an error reply and the server keeps serving.
+on worker threads fed by a ``FairQueue`` (round-robin across clients, so one client streaming
+thousands of frames cannot starve another); workers put finished replies on a queue and wake
+the main loop through an inproc PUSH/PULL pair, so a long job never delays a ping. Malformed,
+oversized or wrong-version messages get an error reply and the server keeps serving.
+
+Safe to expose: loopback by default; any other address needs CURVE keys (``steadytalk keys``)
+and only clients whose public key is in the keys folder's ``authorized`` directory get through
+the handshake. Clients send bytes, never paths: an avatar is named, not located, and resolved
+inside the server's ``--avatars`` folders; the only files the server writes are in its jobs
+folder. Requests are capped in bytes, frames per request and frames per session.
 """
 
 from __future__ import annotations
@@ -11,18 +18,24 @@ from __future__ import annotations
 import logging
 import platform
 import queue
+import re
 import signal
+import tempfile
 import threading
+import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import zmq
 
 from steadytalk_shared import protocol as wire
 from steadytalk_shared.protocol import ErrorCode, Message, ProtocolError
-from steadytalk_shared.schema import SCHEMA_VERSION
+from steadytalk_shared.schema import CHANNELS, SCHEMA_VERSION
 
 from . import __version__
 from .audio import AudioConfig
@@ -36,6 +49,7 @@ _ERROR_CODES = {
     "audio_too_long": ErrorCode.AUDIO_TOO_LONG,
     "bad_transcript": ErrorCode.BAD_TRANSCRIPT,
     "cancelled": ErrorCode.CANCELLED,
+    "too_many_frames": ErrorCode.TOO_MANY_FRAMES,
 }
 
 
@@ -48,6 +62,16 @@ class ServerConfig:
     # Poll interval of the main loop: bounds how long a SIGTERM waits to be noticed.
     poll_ms: int = 100
     audio: AudioConfig = AudioConfig()
+    # Folders holding trained avatars (or avatar folders themselves); clients name an avatar.
+    avatars: tuple[Path, ...] = ()
+    # The only place the server writes (renders in progress); a fresh temporary folder if None.
+    jobs_dir: Path | None = None
+    # CURVE keys folder made by ``steadytalk keys``; required to bind a non-loopback address.
+    keys: Path | None = None
+    max_frames_per_request: int = 64
+    max_frames_per_session: int = 25 * 60 * 30  # 30 minutes at 25 fps
+    max_sessions: int = 16
+    device: str | None = None
 
 
 def device_info() -> dict:
@@ -64,16 +88,88 @@ def device_info() -> dict:
         return {"device": "cpu", "gpu": None, "torch": None}
 
 
+class FairQueue:
+    """Each client's jobs in their own FIFO; ``get`` takes from the clients in turn."""
+
+    def __init__(self) -> None:
+        self._queues: OrderedDict[bytes, deque[Callable[[], None]]] = OrderedDict()
+        self._ready = threading.Condition()
+        self._closed = False
+
+    def put(self, client: bytes, job: Callable[[], None]) -> None:
+        with self._ready:
+            self._queues.setdefault(client, deque()).append(job)
+            self._ready.notify()
+
+    def get(self) -> Callable[[], None] | None:
+        """The next job (round-robin over clients), or None once closed."""
+        with self._ready:
+            while not self._queues and not self._closed:
+                self._ready.wait()
+            if self._closed:
+                return None
+            client, jobs = self._queues.popitem(last=False)
+            job = jobs.popleft()
+            if jobs:
+                self._queues[client] = jobs  # to the back of the line
+            return job
+
+    def pending(self) -> int:
+        with self._ready:
+            return sum(len(q) for q in self._queues.values())
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._queues.clear()
+            self._ready.notify_all()
+
+
+class ServerSetupError(SteadyTalkError):
+    code = "server_setup"
+
+
+_AVATAR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def confined(folder: Path, name: str) -> Path:
+    """``folder / name`` for a plain file name; anything that would leave ``folder`` is refused."""
+    if not _AVATAR_NAME.fullmatch(name) or ".." in name:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{name!r} is not a plain file name")
+    path = (folder / name).resolve()
+    if path.parent != folder.resolve():
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{name!r} leaves the jobs folder")
+    return path
+
+
+@dataclass
+class _Avatar:
+    renderer: object  # inference.AvatarRenderer (torch imported lazily: lip-sync needs none)
+    reference: object  # render_service.Reference
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class _Session:
+    avatar: str
+    features: np.ndarray  # (N, D) S2A features of the pass's audio at 100 Hz, normalized
+    fps: float
+    frames: int
+    used: float = field(default_factory=time.monotonic)
+
+
 class LipsyncServer:
     def __init__(self, config: ServerConfig | None = None, context: zmq.Context | None = None) -> None:
         self.config = config or ServerConfig()
         self.context = context or zmq.Context.instance()
+        self._authenticator = None
         self.router = self.context.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
         # Transport-level cap (4x the protocol limit): bigger messages are dropped by ZeroMQ
         # before they use memory; between 1x and 4x the client gets a TOO_LARGE reply.
         self.router.setsockopt(zmq.MAXMSGSIZE, 4 * self.config.max_message_bytes)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        self._secure(self.config)
         self.router.bind(self.config.bind)
         self.endpoint = self.router.getsockopt(zmq.LAST_ENDPOINT).decode()
         self._wake_address = f"inproc://steadytalk-wake-{id(self)}"
@@ -85,17 +181,58 @@ class LipsyncServer:
         self._cancelled: set[str] = set()
         self._active: dict[str, bytes] = {}
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=max(1, self.config.workers), thread_name_prefix="steadytalk-job")
+        self._jobs = FairQueue()
+        self._workers = [
+            threading.Thread(target=self._work, name=f"steadytalk-job-{i}", daemon=True)
+            for i in range(max(1, self.config.workers))
+        ]
+        for worker in self._workers:
+            worker.start()
+        if self.config.jobs_dir is None:
+            self._jobs_tmp = tempfile.TemporaryDirectory(prefix="steadytalk-jobs-")
+            self.jobs_dir = Path(self._jobs_tmp.name)
+        else:
+            self._jobs_tmp = None
+            self.jobs_dir = Path(self.config.jobs_dir)
+            self.jobs_dir.mkdir(parents=True, exist_ok=True)
         # One engine per worker thread: pocketsphinx decoders are not shared across threads,
         # so two jobs really run in parallel.
         self._engines = threading.local()
+        self._avatars: dict[str, _Avatar] = {}
+        self._avatar_loading = threading.Lock()
+        self._sessions: OrderedDict[str, _Session] = OrderedDict()
         self._info = {
             "server_version": __version__,
             "protocol": wire.PROTOCOL_VERSION,
             "schema_version": SCHEMA_VERSION,
             "platform": platform.platform(),
+            "avatars": self.avatar_names(),
+            "max_frames_per_request": self.config.max_frames_per_request,
             **device_info(),
         }
+
+    def _secure(self, config: ServerConfig) -> None:
+        """CURVE on the ROUTER when keys are given; refuse to expose the backend without them."""
+        from .keys import is_loopback_endpoint, server_keys
+
+        if config.keys is None:
+            if not is_loopback_endpoint(config.bind):
+                self.router.close(linger=0)
+                raise ServerSetupError(
+                    f"Refusing to listen on {config.bind} without authentication.",
+                    "Create keys with 'steadytalk keys DIR' and start with --keys DIR, or bind a loopback "
+                    "address (tcp://127.0.0.1:PORT).",
+                )
+            return
+        from zmq.auth.thread import ThreadAuthenticator
+
+        public, secret, authorized = server_keys(Path(config.keys))
+        self._authenticator = ThreadAuthenticator(self.context)
+        self._authenticator.start()
+        self._authenticator.configure_curve(domain="*", location=str(authorized))
+        self.router.curve_secretkey = secret
+        self.router.curve_publickey = public
+        self.router.curve_server = True
 
     # -- lifecycle -----------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -127,10 +264,20 @@ class LipsyncServer:
     def _shutdown(self) -> None:
         with self._lock:
             self._cancelled.update(self._active)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._jobs.close()
+        for worker in self._workers:
+            worker.join()
         self._flush_outbox()
         self.router.close(linger=0)
         self._wake.close(linger=0)
+        if self._authenticator is not None:
+            self._authenticator.stop()
+        if self._jobs_tmp is not None:
+            self._jobs_tmp.cleanup()
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job()
 
     # -- message handling (main thread) --------------------------------------------------
     def _send(self, identity: bytes, message: Message) -> None:
@@ -163,6 +310,9 @@ class LipsyncServer:
             wire.STATUS: self._status,
             wire.CANCEL: self._cancel,
             wire.LIPSYNC: self._submit_lipsync,
+            wire.RENDER_OPEN: self._submit(_render_open_params, self._run_render_open),
+            wire.RENDER_FRAMES: self._submit(self._render_frames_params, self._run_render_frames),
+            wire.RENDER_AUDIO: self._submit(_render_audio_params, self._run_render_audio),
         }.get(request.type)
         if handler is None:
             self._send(identity, request.error_reply(ErrorCode.UNKNOWN_TYPE, f"unknown message type {request.type!r}"))
@@ -175,7 +325,9 @@ class LipsyncServer:
     def _status(self, identity: bytes, request: Message) -> None:
         with self._lock:
             jobs = len(self._active)
-        self._send(identity, request.reply(body={**self._info, "jobs_running": jobs}))
+            sessions = len(self._sessions)
+        body = {**self._info, "jobs_running": jobs, "jobs_queued": self._jobs.pending(), "render_sessions": sessions}
+        self._send(identity, request.reply(body=body))
 
     def _cancel(self, identity: bytes, request: Message) -> None:
         target = request.body.get("target")
@@ -189,14 +341,23 @@ class LipsyncServer:
         self._send(identity, request.reply(body={"target": target, "was_running": known}))
 
     def _submit_lipsync(self, identity: bytes, request: Message) -> None:
-        try:
-            params = _lipsync_params(request)
-        except ProtocolError as exc:
-            self._send(identity, request.error_reply(exc.code, exc.message))
-            return
-        with self._lock:
-            self._active[request.id] = identity
-        self._pool.submit(self._run_lipsync, identity, request, params)
+        self._submit(_lipsync_params, self._run_lipsync)(identity, request)
+
+    def _submit(self, parse: Callable[[Message], dict], run: Callable[[Message, dict, Callable], Message]):
+        """A handler that checks the request on the main thread (bad ones are answered at once)
+        and queues ``run`` for a worker; whatever ``run`` raises becomes an error reply."""
+
+        def handler(identity: bytes, request: Message) -> None:
+            try:
+                params = parse(request)
+            except ProtocolError as exc:
+                self._send(identity, request.error_reply(exc.code, exc.message))
+                return
+            with self._lock:
+                self._active[request.id] = identity
+            self._jobs.put(identity, lambda: self._run(identity, request, params, run))
+
+        return handler
 
     # -- jobs (worker threads) -----------------------------------------------------------
     def _post(self, identity: bytes, message: Message) -> None:
@@ -214,40 +375,190 @@ class LipsyncServer:
             engine = self._engines.engine = LipsyncEngine(EngineConfig(audio=self.config.audio))
         return engine
 
-    def _run_lipsync(self, identity: bytes, request: Message, params: dict) -> None:
+    def _run(self, identity: bytes, request: Message, params: dict, run) -> None:
         def progress(fraction: float, stage: str) -> None:
             self._post(identity, request.reply(wire.PROGRESS, {"fraction": round(fraction, 4), "stage": stage}))
 
-        def cancelled() -> bool:
-            return request.id in self._cancelled or self._stop.is_set()
-
         try:
-            result = self._engine().run(params.pop("audio"), progress=progress, cancelled=cancelled, **params)
-            body = {
-                "fps": result.fps,
-                "duration": result.duration,
-                "mode": result.mode,
-                "smoothing_strength": result.smoothing_strength,
-                "channels": list(result.channels),
-                "schema_version": result.schema_version,
-                "phones": [[p.phone, p.start, p.end, p.word] for p in result.phones],
-                "warnings": result.warnings,
-            }
-            reply = request.reply(body=body, buffers=[result.raw, result.smoothed, result.sigma])
+            if request.id in self._cancelled or self._stop.is_set():
+                raise CancelledError("cancelled before it started")
+            reply = run(request, params, progress)
         except CancelledError as exc:
             reply = request.error_reply(ErrorCode.CANCELLED, str(exc))
+        except ProtocolError as exc:
+            reply = request.error_reply(exc.code, exc.message)
         except SteadyTalkError as exc:
             reply = request.error_reply(_ERROR_CODES.get(exc.code, ErrorCode.BAD_REQUEST), str(exc))
         except ValueError as exc:
             reply = request.error_reply(ErrorCode.BAD_REQUEST, str(exc))
         except Exception:  # a bug: report it with its traceback instead of dying silently
-            log.exception("lipsync job %s failed", request.id)
+            log.exception("%s job %s failed", request.type, request.id)
             reply = request.error_reply(ErrorCode.INTERNAL, "internal error:\n" + traceback.format_exc(limit=8))
         finally:
             with self._lock:
                 self._active.pop(request.id, None)
                 self._cancelled.discard(request.id)
         self._post(identity, reply)
+
+    def _is_cancelled(self, request: Message) -> Callable[[], bool]:
+        return lambda: request.id in self._cancelled or self._stop.is_set()
+
+    def _run_lipsync(self, request: Message, params: dict, progress) -> Message:
+        result = self._engine().run(
+            params.pop("audio"), progress=progress, cancelled=self._is_cancelled(request), **params
+        )
+        body = {
+            "fps": result.fps,
+            "duration": result.duration,
+            "mode": result.mode,
+            "smoothing_strength": result.smoothing_strength,
+            "channels": list(result.channels),
+            "schema_version": result.schema_version,
+            "phones": [[p.phone, p.start, p.end, p.word] for p in result.phones],
+            "warnings": result.warnings,
+        }
+        return request.reply(body=body, buffers=[result.raw, result.smoothed, result.sigma])
+
+    # -- avatars and render sessions -----------------------------------------------------
+    def avatar_names(self) -> list[str]:
+        names = []
+        for root in self.config.avatars:
+            root = Path(root)
+            candidates = (
+                [root] if (root / "manifest.json").exists() else sorted(p for p in root.glob("*") if p.is_dir())
+            )
+            names += [p.name for p in candidates if (p / "model" / "renderer.safetensors").exists()]
+        return sorted(set(names))
+
+    def _avatar_path(self, name: str) -> Path:
+        if _AVATAR_NAME.fullmatch(name) and ".." not in name:
+            for root in map(Path, self.config.avatars):
+                for path in (root, root / name):
+                    if path.name == name and (path / "model" / "renderer.safetensors").exists():
+                        return path
+        known = ", ".join(self.avatar_names()) or "none"
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_AVATAR,
+            f"the backend has no trained avatar named {name!r} (it has: {known}). Start it with "
+            "'steadytalk serve --avatars FOLDER' where FOLDER holds the avatar, and train it first.",
+        )
+
+    def _avatar(self, name: str, progress) -> _Avatar:
+        path = self._avatar_path(name)
+        with self._avatar_loading:  # one load at a time; a second client waits and shares it
+            if name not in self._avatars:
+                from .inference import AvatarRenderer
+                from .render_service import Reference
+
+                progress(0.0, f"loading avatar {name}")
+                renderer = AvatarRenderer(path, device=self.config.device)
+                self._avatars[name] = _Avatar(renderer, Reference(path, renderer.config.size))
+            return self._avatars[name]
+
+    def _run_render_open(self, request: Message, params: dict, progress) -> Message:
+        from .render_service import audio_features
+
+        avatar = self._avatar(params["avatar"], progress)
+        if params["frames"] > self.config.max_frames_per_session:
+            raise ProtocolError(
+                ErrorCode.TOO_MANY_FRAMES,
+                f"{params['frames']} frames is more than this backend's limit of "
+                f"{self.config.max_frames_per_session} per pass; render the range in parts.",
+            )
+        progress(0.2, "audio features")
+        if params["audio"] is None:
+            features = np.zeros((1, avatar.renderer.config.audio_features), dtype=np.float32)
+        else:
+            from .audio import load_audio
+
+            samples = load_audio(params["audio"], self.config.audio)
+            result = self._engine().run(params["audio"], fps=params["fps"], cancelled=self._is_cancelled(request))
+            features = audio_features(samples, result.phones)
+        session = uuid.uuid4().hex
+        with self._lock:
+            self._sessions[session] = _Session(
+                params["avatar"], avatar.renderer.normalizer(features), params["fps"], params["frames"]
+            )
+            while len(self._sessions) > self.config.max_sessions:
+                self._sessions.popitem(last=False)  # the least recently used
+        renderer, reference = avatar.renderer, avatar.reference
+        body = {
+            "session": session,
+            "size": renderer.config.size,
+            "context": renderer.context,
+            "loop": reference.loop,
+            "width": reference.width,
+            "height": reference.height,
+            "fps": renderer.fps,
+            "max_frames_per_request": self.config.max_frames_per_request,
+        }
+        return request.reply(body=body)
+
+    def _render_frames_params(self, request: Message) -> dict:
+        params = _render_frames_params(request, self.config.max_frames_per_request)
+        with self._lock:
+            session = self._sessions.get(params["session"])
+            if session is not None:
+                self._sessions.move_to_end(params["session"])
+                session.used = time.monotonic()
+        if session is None:
+            raise ProtocolError(ErrorCode.UNKNOWN_SESSION, "unknown or expired render session; open a new one")
+        if params["first"] + params["count"] > session.frames:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"frames beyond the session's {session.frames}")
+        params["session"] = session
+        return params
+
+    def _run_render_frames(self, request: Message, params: dict, progress) -> Message:
+        from .render_data import audio_windows
+
+        session: _Session = params["session"]
+        avatar = self._avatars[session.avatar]
+        renderer, reference = avatar.renderer, avatar.reference
+        size = renderer.config.size
+        shapes, coefficients = params["shapes"], params["coefficients"]
+        if shapes.shape[1:] != (size, size, 3):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"shape passes must be {size}x{size} RGB for this avatar")
+        n = len(shapes)
+        references = np.asarray(params["references"], dtype=np.int64)
+        if references.min() < 0 or references.max() >= reference.loop:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"reference frames must be in 0..{reference.loop - 1}")
+        start = params["first"] - params["context_before"]
+        times = np.arange(start, start + n) / session.fps
+        audio = audio_windows(session.features, times, renderer.config.audio_context)
+        inputs = [reference.frame_input(int(references[k]), coefficients[k], audio[k], shapes[k]) for k in range(n)]
+        with avatar.lock:  # one pass through the network at a time per avatar: bounded memory
+            crops = renderer.render_span(inputs, params["context_before"], params["count"])
+        frames = reference.paste(
+            crops, references[params["context_before"] : params["context_before"] + params["count"]]
+        )
+        return request.reply(body={"first": params["first"], "count": params["count"]}, buffers=[frames])
+
+    def _run_render_audio(self, request: Message, params: dict, progress) -> Message:
+        from .render_service import RenderConfig, render_audio
+
+        avatar = self._avatar(params["avatar"], progress)
+        job = confined(self.jobs_dir, f"{request.id}.mp4")
+        audio = confined(self.jobs_dir, f"{request.id}.audio")
+        try:
+            audio.write_bytes(params["audio"])
+            with avatar.lock:
+                summary = render_audio(
+                    avatar.renderer,
+                    avatar.reference,
+                    audio,
+                    job,
+                    params["transcript"],
+                    RenderConfig(smoothing=params["smoothing"]),
+                    progress,
+                    self._is_cancelled(request),
+                    max_frames=self.config.max_frames_per_session,
+                )
+            data = job.read_bytes()
+        finally:
+            job.unlink(missing_ok=True)
+            audio.unlink(missing_ok=True)
+        summary.pop("out")
+        return request.reply(body=summary, buffers=[data])
 
 
 def _lipsync_params(request: Message) -> dict:
@@ -257,8 +568,100 @@ def _lipsync_params(request: Message) -> dict:
     transcript = body.get("transcript")
     if transcript is not None and not isinstance(transcript, str):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "transcript must be a string or absent")
-    fps, strength = body.get("fps", 25.0), body.get("smoothing", 1.0)
-    for name, value in (("fps", fps), ("smoothing", strength)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
-            raise ProtocolError(ErrorCode.BAD_REQUEST, f"{name} must be a number")
-    return {"audio": request.buffers[0], "transcript": transcript, "fps": float(fps), "strength": float(strength)}
+    return {
+        "audio": request.buffers[0],
+        "transcript": transcript,
+        "fps": _number(body, "fps", 25.0),
+        "strength": _number(body, "smoothing", 1.0),
+    }
+
+
+def _number(body: dict, name: str, default: float | None = None) -> float:
+    value = body.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{name} must be a number")
+    return float(value)
+
+
+def _integer(body: dict, name: str, low: int, high: int) -> int:
+    value = body.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{name} must be an integer in {low}..{high}")
+    return value
+
+
+def _avatar_name(body: dict) -> str:
+    name = body.get("avatar")
+    if not isinstance(name, str) or not name:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "body.avatar must name a trained avatar")
+    return name
+
+
+def _render_open_params(request: Message) -> dict:
+    body = request.body
+    if len(request.buffers) > 1 or (request.buffers and not isinstance(request.buffers[0], bytes)):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "render_open takes at most one buffer: the audio file's bytes")
+    fps = _number(body, "fps")
+    if not 1.0 <= fps <= 1000.0:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "fps must be between 1 and 1000")
+    return {
+        "avatar": _avatar_name(body),
+        "fps": fps,
+        "frames": _integer(body, "frames", 1, 2**31),
+        "audio": request.buffers[0] if request.buffers else None,
+    }
+
+
+def _render_frames_params(request: Message, max_frames: int) -> dict:
+    body = request.body
+    if not isinstance(body.get("session"), str):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "body.session must be a session id from render_open")
+    if len(request.buffers) != 2:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "render_frames needs two buffers: shape passes and coefficients")
+    shapes, coefficients = request.array(0), request.array(1)
+    if shapes.dtype != np.uint8 or shapes.ndim != 4 or shapes.shape[-1] != 3:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "shape passes must be uint8 (N, S, S, 3)")
+    n = len(shapes)
+    if n == 0:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "render_frames needs at least one shape pass")
+    if n > max_frames:
+        raise ProtocolError(
+            ErrorCode.TOO_MANY_FRAMES, f"{n} frames in one request; this backend takes at most {max_frames}"
+        )
+    if coefficients.dtype != np.float32 or coefficients.shape != (n, len(CHANNELS)):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"coefficients must be float32 ({n}, {len(CHANNELS)})")
+    if not np.isfinite(coefficients).all():
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "coefficients must be finite")
+    references = body.get("references")
+    if (
+        not isinstance(references, list)
+        or len(references) != n
+        or not all(isinstance(r, int) and not isinstance(r, bool) for r in references)
+    ):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "body.references must list one reference frame per shape pass")
+    context_before = _integer(body, "context_before", 0, n)
+    count = _integer(body, "count", 1, n - context_before)
+    return {
+        "session": body["session"],
+        "first": _integer(body, "first", 0, 2**31),
+        "context_before": context_before,
+        "count": count,
+        "references": references,
+        "shapes": shapes,
+        "coefficients": coefficients,
+    }
+
+
+def _render_audio_params(request: Message) -> dict:
+    body = request.body
+    if len(request.buffers) != 1 or not isinstance(request.buffers[0], bytes):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "render_audio needs exactly one buffer: the audio file's bytes")
+    transcript = body.get("transcript")
+    if transcript is not None and not isinstance(transcript, str):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "transcript must be a string or absent")
+    return {
+        "avatar": _avatar_name(body),
+        "audio": request.buffers[0],
+        "transcript": transcript,
+        "smoothing": _number(body, "smoothing", 1.0),
+    }

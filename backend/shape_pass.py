@@ -171,3 +171,28 @@ class ShapePassRenderer:
         _, opening, _ = rasterize(with_centre, self.mouth_cap, self.height, self.width)
         mouth = (mask & (linear[..., 1] <= self.mouth_top)) | opening
         return ShapePass(linear, mask, depth, mouth)
+
+    def mouth_of_image(self, images: np.ndarray) -> np.ndarray:
+        """The mouth region of shape passes drawn elsewhere (Blender): (N, H, W, 3) uint8 ->
+        (N, H, W) bool, the same region ``render`` gives, read from the colours alone.
+
+        A pixel's colour is its canonical coordinate, so the face below the subnasale is the
+        face whose decoded height is under ``mouth_top``. The open mouth is a hole in the mesh
+        (black, like the background); it is the hole that the lower face encloses."""
+        from scipy import ndimage
+
+        from steadytalk_shared.render_contract import srgb_decode
+
+        images = np.asarray(images)
+        face = images.max(axis=-1) > 0
+        height = srgb_decode(images[..., 1].astype(np.float32) / 255.0)
+        lower = face & (height <= self.mouth_top)
+        out = np.empty(face.shape, dtype=bool)
+        for n in range(len(images)):
+            holes = ndimage.binary_fill_holes(face[n]) & ~face[n]
+            labels, count = ndimage.label(holes)
+            # Holes touching the lower face are the mouth; the eyes' holes are above it.
+            near_lower = ndimage.binary_dilation(lower[n], iterations=2)
+            keep = np.unique(labels[near_lower & (labels > 0)])
+            out[n] = lower[n] | np.isin(labels, keep[keep > 0])
+        return out

@@ -146,8 +146,17 @@ class VideoWriter:
     """H.264 (x264, 4:4:4, near-lossless by default) written to ``path.partial``, renamed on close."""
 
     def __init__(
-        self, path: Path, width: int, height: int, fps: float, crf: int = 12, audio_rate: int | None = None
+        self,
+        path: Path,
+        width: int,
+        height: int,
+        fps: float,
+        crf: int = 12,
+        audio_rate: int | None = None,
+        pix_fmt: str = "yuv444p",
     ) -> None:
+        """``pix_fmt``: yuv444p keeps colour exact for our own intermediates; yuv420p (even
+        sizes only) is what every player and editor opens, for videos given to people."""
         import av
 
         self.path = path
@@ -155,7 +164,7 @@ class VideoWriter:
         self._container = av.open(str(self._partial), "w", format="mp4")
         self._stream = self._container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         self._stream.width, self._stream.height = width, height
-        self._stream.pix_fmt = "yuv444p"
+        self._stream.pix_fmt = pix_fmt
         self._stream.options = {"crf": str(crf), "preset": "veryfast"}
         # An audio track must be declared before the first packet is written (the header).
         self._audio = None if audio_rate is None else self._container.add_stream("aac", rate=audio_rate, layout="mono")

@@ -11,9 +11,12 @@ Needs pyzmq and msgpack (bundled as wheels with the Blender extension); no torch
 
 from __future__ import annotations
 
+import ipaddress
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import zmq
@@ -48,6 +51,42 @@ class BackendUnavailable(BackendError):
 ProgressCallback = Callable[[float, str], None]
 
 
+def is_loopback(endpoint: str) -> bool:
+    """True for tcp://127.x / [::1] / localhost and for ipc:// (same machine)."""
+    if endpoint.startswith(("ipc://", "inproc://")):
+        return True
+    host = urlsplit(endpoint).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class CurveKeys:
+    """A client's CURVE key pair and the server's public key (Z85), for a backend that is
+    exposed beyond loopback. Made by ``steadytalk keys``."""
+
+    public: bytes
+    secret: bytes
+    server: bytes
+
+    @classmethod
+    def load(cls, client_secret_file: str | Path, server_public_file: str | Path) -> CurveKeys:
+        import zmq.auth
+
+        for path, what in ((client_secret_file, "client key (.key_secret)"), (server_public_file, "server key (.key)")):
+            if not Path(path).is_file():
+                raise BackendError("bad_keys", f"The {what} file {path} does not exist.")
+        public, secret = zmq.auth.load_certificate(str(client_secret_file))
+        server, _ = zmq.auth.load_certificate(str(server_public_file))
+        if secret is None:
+            raise BackendError("bad_keys", f"{client_secret_file} holds no secret key; use the .key_secret file.")
+        return cls(public, secret, server)
+
+
 class BackendClient:
     def __init__(
         self,
@@ -56,8 +95,10 @@ class BackendClient:
         retries: int = 2,
         context: zmq.Context | None = None,
         max_message_bytes: int = wire.DEFAULT_MAX_MESSAGE_BYTES,
+        curve: CurveKeys | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self.curve = curve
         self.timeout = timeout
         self.retries = retries
         self.max_message_bytes = max_message_bytes
@@ -79,6 +120,10 @@ class BackendClient:
         if self._socket is None:
             self._socket = self._context.socket(zmq.DEALER)
             self._socket.setsockopt(zmq.LINGER, 0)
+            if self.curve is not None:
+                self._socket.curve_publickey = self.curve.public
+                self._socket.curve_secretkey = self.curve.secret
+                self._socket.curve_serverkey = self.curve.server
             self._socket.connect(self.endpoint)
         return self._socket
 
@@ -172,6 +217,128 @@ class BackendClient:
             Message(wire.LIPSYNC, body=body, buffers=[data]), timeout=timeout, progress=progress, cancelled=cancelled
         )
         return result_from_reply(reply)
+
+    def render_open(
+        self,
+        avatar: str,
+        frames: int,
+        fps: float,
+        audio: bytes | str | Path | None = None,
+        timeout: float | None = None,
+        progress: ProgressCallback | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> dict:
+        """Open a photoreal render session on ``avatar`` (a name the backend knows) for a pass of
+        ``frames`` frames whose first frame starts with ``audio``. Returns the session's facts:
+        ``session``, ``size`` (shape-pass side), ``context``, ``loop``, ``width``/``height``..."""
+        buffers = [] if audio is None else [audio if isinstance(audio, bytes) else Path(audio).read_bytes()]
+        message = Message(
+            wire.RENDER_OPEN, body={"avatar": avatar, "frames": int(frames), "fps": float(fps)}, buffers=buffers
+        )
+        return self.request(message, timeout=timeout, progress=progress, cancelled=cancelled).body
+
+    def pipeline(
+        self,
+        messages: Iterable[Message],
+        in_flight: int = 4,
+        timeout: float | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> Iterator[tuple[Message, Message]]:
+        """Send ``messages`` keeping at most ``in_flight`` unanswered; yield (request, reply)
+        as replies arrive. No retries: a silent backend raises BackendUnavailable, an error
+        reply BackendError; what was yielded before stays valid (callers resume from it)."""
+        timeout = self.timeout if timeout is None else timeout
+        socket = self._connect()
+        pending: dict[str, Message] = {}
+        source = iter(messages)
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and len(pending) < in_flight:
+                    message = next(source, None)
+                    if message is None:
+                        exhausted = True
+                        break
+                    pending[message.id] = message
+                    socket.send_multipart(wire.encode(message), copy=False)
+                if not pending:
+                    return
+                deadline = time.monotonic() + timeout
+                reply = None
+                while reply is None:
+                    if cancelled is not None and cancelled():
+                        return
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise BackendUnavailable(self.endpoint, timeout, 1)
+                    if not socket.poll(int(min(remaining, 0.1) * 1000) + 1, zmq.POLLIN):
+                        continue
+                    try:
+                        candidate = wire.decode(socket.recv_multipart(), self.max_message_bytes)
+                    except ProtocolError as exc:
+                        raise BackendError(exc.code, f"unreadable reply from the backend: {exc.message}") from exc
+                    if candidate.id not in pending:
+                        continue
+                    if candidate.status == wire.PROGRESS:
+                        deadline = time.monotonic() + timeout
+                        continue
+                    reply = candidate
+                request = pending.pop(reply.id)
+                if reply.status == wire.ERROR:
+                    error = reply.error or {}
+                    raise BackendError(error.get("code", "error"), error.get("message", "unknown backend error"))
+                yield request, reply
+        finally:
+            if pending:
+                self.close()  # abandoned requests: a fresh socket drops their late replies
+
+    def render_audio(
+        self,
+        avatar: str,
+        audio: bytes | str | Path,
+        transcript: str | None = None,
+        smoothing: float = 1.0,
+        timeout: float | None = None,
+        progress: ProgressCallback | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> tuple[bytes, dict]:
+        """Audio -> (mp4 bytes, summary), rendered whole on the backend."""
+        data = audio if isinstance(audio, bytes) else Path(audio).read_bytes()
+        body: dict = {"avatar": avatar, "smoothing": float(smoothing)}
+        if transcript is not None:
+            body["transcript"] = transcript
+        reply = self.request(
+            Message(wire.RENDER_AUDIO, body=body, buffers=[data]),
+            timeout=timeout,
+            progress=progress,
+            cancelled=cancelled,
+        )
+        return bytes(reply.buffers[0]), reply.body
+
+
+def render_frames_message(
+    session: str,
+    first: int,
+    context_before: int,
+    count: int,
+    references: list[int],
+    shapes: np.ndarray,
+    coefficients: np.ndarray,
+) -> Message:
+    """A ``render_frames`` request: shape passes (N, S, S, 3) uint8 and coefficients (N, C) of
+    frames ``first - context_before`` onwards; the reply holds frames ``first .. first + count``."""
+    body = {
+        "session": session,
+        "first": int(first),
+        "context_before": int(context_before),
+        "count": int(count),
+        "references": [int(r) for r in references],
+    }
+    return Message(
+        wire.RENDER_FRAMES,
+        body=body,
+        buffers=[np.ascontiguousarray(shapes, dtype=np.uint8), np.ascontiguousarray(coefficients, dtype=np.float32)],
+    )
 
 
 def result_from_reply(reply: Message) -> LipsyncResult:

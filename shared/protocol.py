@@ -31,6 +31,10 @@ PING = "ping"
 STATUS = "status"
 LIPSYNC = "lipsync"
 CANCEL = "cancel"
+# Photoreal rendering with a trained avatar (see backend/server.py for the bodies).
+RENDER_OPEN = "render_open"  # audio for a pass -> a session
+RENDER_FRAMES = "render_frames"  # shape passes of a run of frames (+ context) -> photoreal frames
+RENDER_AUDIO = "render_audio"  # audio -> an mp4, rendered whole on the backend
 
 # Statuses
 REQUEST = "request"
@@ -51,6 +55,9 @@ class ErrorCode:
     AUDIO_TOO_LONG = "audio_too_long"
     BAD_TRANSCRIPT = "bad_transcript"
     CANCELLED = "cancelled"
+    UNKNOWN_AVATAR = "unknown_avatar"
+    UNKNOWN_SESSION = "unknown_session"  # expired or lost with a backend restart: open it again
+    TOO_MANY_FRAMES = "too_many_frames"
     INTERNAL = "internal"
 
 

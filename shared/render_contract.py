@@ -111,3 +111,40 @@ def camera(width: int, height: int) -> OrthoCamera:
     side = float(max(width, height))
     distance = CAMERA_DISTANCE_IMAGES * side
     return OrthoCamera((width / 2.0, -height / 2.0, distance), side, 0.01 * side, 2.0 * distance)
+
+
+def crop_camera(crop: Crop, full_width: int, full_height: int) -> OrthoCamera:
+    """The camera that, placed in the full frame's contract space, renders exactly ``crop``
+    (a square ``crop.width`` output): the full frame's camera moved over the window and
+    zoomed by the crop's scale. Lets Blender draw the shape pass of an avatar's face crop
+    while the rig keeps the head pose of the whole reference frame."""
+    size = float(crop.width)
+    full = camera(full_width, full_height)
+    return OrthoCamera(
+        ((size / 2 - crop.offset_x) / crop.scale, (crop.offset_y - size / 2) / crop.scale, full.location[2]),
+        size / crop.scale,
+        full.clip_start,
+        full.clip_end,
+    )
+
+
+# How much of an avatar's reference video a render loops over (see ``reference_index``).
+REFERENCE_SECONDS = 30.0
+
+
+def reference_loop(frames: int, fps: float, seconds: float = REFERENCE_SECONDS) -> int:
+    """Number of reference frames a render plays (the first ``seconds`` of the video)."""
+    return max(1, min(int(frames), int(round(seconds * float(fps)))))
+
+
+def reference_index(offset: np.ndarray | int, loop: int) -> np.ndarray:
+    """Which frame of an avatar's reference video plays at ``offset`` frames into a render:
+    forwards, then backwards, then forwards (a ping-pong never jumps). The same as Blender's
+    Cycles F-curve modifier in Mirror mode over keys 0 .. loop - 1, which is how the add-on
+    animates the reference head pose."""
+    offset = np.asarray(offset, dtype=np.int64)
+    if loop <= 1:
+        return np.zeros_like(offset)
+    period = loop - 1
+    phase = np.mod(offset, 2 * period)
+    return np.where(phase <= period, phase, 2 * period - phase)

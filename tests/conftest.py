@@ -179,3 +179,48 @@ def grid_avatar(shared_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("grid_avatar") / "bbbs5s"
     Preparer(shared_data / "video" / "grid_s1_val" / "bbbs5s.mpg", out, PrepareConfig(sizes=(256,))).run()
     return out
+
+
+@pytest.fixture(scope="session")
+def trained_avatar(grid_avatar, tmp_path_factory) -> Path:
+    """``grid_avatar`` copied into an avatars folder (``<root>/bbbs5s``) with a tiny renderer
+    trained on it (seconds on a CPU), for the render paths: server, headless, Blender."""
+    import shutil
+
+    from steadytalk_backend.renderer import RendererConfig
+    from steadytalk_backend.train_renderer import LossWeights, RendererTrainer, TrainPreset
+
+    avatar = tmp_path_factory.mktemp("avatars") / grid_avatar.name
+    shutil.copytree(grid_avatar, avatar)
+    tiny = RendererConfig(
+        work_size=64, channels=(8, 16, 32), groups=4, audio_hidden=16, temporal_radius=3, temporal_heads=2
+    )
+    preset = TrainPreset(
+        name="test", renderer=tiny, epochs=1, joint_epochs=1, lr=2e-3, joint_lr=1e-4, window=6,
+        windows_per_step=2, losses=LossWeights(adversarial=0.01), adversarial_from_epoch=0,
+    )  # fmt: skip
+    RendererTrainer(avatar, preset, device="cpu", log=lambda line: None).run()
+    return avatar
+
+
+@pytest.fixture
+def render_server(trained_avatar, tmp_path):
+    """A real backend on a random loopback port that knows ``trained_avatar``."""
+    from steadytalk_backend.server import LipsyncServer, ServerConfig
+
+    config = ServerConfig(
+        bind="tcp://127.0.0.1:*",
+        poll_ms=20,
+        workers=2,
+        avatars=(trained_avatar.parent,),
+        jobs_dir=tmp_path / "jobs",
+        max_frames_per_request=32,
+        device="cpu",
+    )
+    srv = LipsyncServer(config)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.stop()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "server did not stop"
