@@ -39,6 +39,9 @@ class Job:
     label: str
     work: Callable[[Job], Any]
     on_done: Callable[[Job], None] | None = None
+    # Main-thread work that goes along with the worker (drawing with bpy), called by every
+    # tick until it returns True; the job is handed to ``on_done`` only after that.
+    main_step: Callable[[], bool] | None = None
     fraction: float = 0.0
     stage: str = "starting"
     result: Any = None
@@ -157,7 +160,15 @@ def tick() -> float | None:
         return None
     if _redraw is not None:
         _redraw()
-    if not job.finished:
+    main_done = True
+    if job.main_step is not None:
+        try:
+            main_done = job.main_step()
+        except Exception as exc:  # a drawing failure ends the job with a message
+            job.error = f"{job.label} failed: {type(exc).__name__}: {exc}"
+            job.cancel()
+            main_done = True
+    if not job.finished or not main_done:
         return TICK_SECONDS
     _current = None
     if job.cancelled:
@@ -232,6 +243,7 @@ class LocalBackend:
 
     command: str
     endpoint: str
+    avatars: tuple[str, ...] = ()  # folders holding the avatars loaded in Blender
     process: subprocess.Popen | None = None
 
     def argv(self) -> list[str]:
@@ -240,7 +252,8 @@ class LocalBackend:
             raise UserFacingError("Set the local backend command in the add-on preferences (e.g. steadytalk).")
         if "python" in parts[0].rsplit("/", 1)[-1].rsplit("\\", 1)[-1].lower():
             parts += ["-m", "steadytalk_backend.cli"]
-        return [*parts, "serve", "--bind", self.endpoint]
+        avatars = [arg for folder in self.avatars for arg in ("--avatars", folder)]
+        return [*parts, "serve", "--bind", self.endpoint, *avatars]
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -308,6 +321,7 @@ class Connection:
     auto_start: bool = False
     start_command: str = "steadytalk"
     start_timeout: float = 120.0
+    avatars: tuple[str, ...] = ()
 
     def client(self, timeout: float | None = None) -> BackendClient:
         return BackendClient(self.endpoint, timeout=self.timeout if timeout is None else timeout, retries=0)
@@ -326,7 +340,7 @@ def connect(connection: Connection, job: Job | None = None) -> dict:
             if _local is None or _local.endpoint != connection.endpoint or not _local.running():
                 if _local is not None:
                     _local.stop()
-                _local = LocalBackend(connection.start_command, connection.endpoint)
+                _local = LocalBackend(connection.start_command, connection.endpoint, connection.avatars)
                 _local.start()
             local = _local
         info = _await_local(connection, local, job)

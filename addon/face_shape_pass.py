@@ -94,14 +94,19 @@ def face_object(
     mesh = bpy.data.meshes.new(name)
     mesh.from_pydata(np.asarray(vertices, dtype=np.float64).tolist(), [], np.asarray(triangles).tolist())
     mesh.validate()
+    add_contract_colors(mesh, colors)
+    obj = bpy.data.objects.new(name, mesh)
+    scene.collection.objects.link(obj)
+    return obj
+
+
+def add_contract_colors(mesh: bpy.types.Mesh, colors: np.ndarray) -> None:
+    """The contract's per-vertex colours (V, 3), scene-linear, as the mesh's rendered colours."""
     attribute = mesh.color_attributes.new(COLOR_ATTRIBUTE, "FLOAT_COLOR", "POINT")
     rgba = np.concatenate([np.asarray(colors, dtype=np.float32), np.ones((len(colors), 1), np.float32)], axis=1)
     attribute.data.foreach_set("color", rgba.ravel())
     mesh.color_attributes.active_color = attribute
     mesh.color_attributes.render_color_index = mesh.color_attributes.active_color_index
-    obj = bpy.data.objects.new(name, mesh)
-    scene.collection.objects.link(obj)
-    return obj
 
 
 def set_matrix(obj: bpy.types.Object, matrix: np.ndarray) -> None:

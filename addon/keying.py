@@ -30,10 +30,14 @@ def shape_key_path(key_name: str) -> str:
     return f'key_blocks["{bpy.utils.escape_identifier(key_name)}"].value'
 
 
-def _fcurve(action: bpy.types.Action, datablock: bpy.types.ID, data_path: str) -> bpy.types.FCurve:
+def fcurve_for(action: bpy.types.Action, datablock: bpy.types.ID, data_path: str, index: int = 0) -> bpy.types.FCurve:
     if hasattr(action, "fcurve_ensure_for_datablock"):  # Blender 4.4+
-        return action.fcurve_ensure_for_datablock(datablock, data_path)
-    return action.fcurves.find(data_path) or action.fcurves.new(data_path)
+        return action.fcurve_ensure_for_datablock(datablock, data_path, index=index)
+    return action.fcurves.find(data_path, index=index) or action.fcurves.new(data_path, index=index)
+
+
+def linear_interpolation() -> int:
+    return _enum_value("interpolation", "LINEAR")
 
 
 def action_fcurves(action: bpy.types.Action) -> list[bpy.types.FCurve]:
@@ -76,7 +80,7 @@ def key_curves(
 
     for name, values in curves.items():
         values = np.asarray(values, dtype=np.float32)
-        fcurve = _fcurve(action, key, shape_key_path(name))
+        fcurve = fcurve_for(action, key, shape_key_path(name))
         points = fcurve.keyframe_points
         if tolerance is None:
             count = len(values)

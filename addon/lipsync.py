@@ -182,6 +182,18 @@ def cached_raw(action: bpy.types.Action) -> np.ndarray | None:
     return flat.reshape(-1, NUM_CHANNELS)
 
 
+def smoother_for(obj: bpy.types.Object):
+    """The avatar's jointly trained smoother for an avatar rig (when its folder is at hand),
+    else the default weights: the slider then matches what the backend did."""
+    from ..shared.smoothing import AdaptiveSmoother
+
+    folder = obj.get("steadytalk_avatar")
+    weights = Path(folder) / "model" / "smoother.safetensors" if folder else None
+    if weights is not None and weights.is_file():
+        return AdaptiveSmoother.load(weights)
+    return default_smoother()
+
+
 def resmooth(obj: bpy.types.Object, strength: float) -> bpy.types.Action | None:
     """Re-key the rig's result at another smoothing strength, from the cached raw curves."""
     action = obj.steadytalk.result_action
@@ -190,7 +202,7 @@ def resmooth(obj: bpy.types.Object, strength: float) -> bpy.types.Action | None:
     raw = cached_raw(action)
     if raw is None:
         return None
-    smoothed, _ = default_smoother().smooth(raw, strength)
+    smoothed, _ = smoother_for(obj).smooth(raw, strength)
     # write_keys removes the old action first, so the new one takes its name.
     return write_keys(obj, raw, smoothed, action[META_PROPERTY].to_dict(), action.name)
 

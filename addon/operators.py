@@ -105,6 +105,8 @@ def start_lipsync(context: bpy.types.Context, push_undo: bool) -> Job:
     )
     strength = settings.smoothing_strength
     scene_name = scene.name
+    avatar_path = obj.get("steadytalk_avatar")
+    avatar_name = Path(avatar_path).name if avatar_path else None
 
     def work(job: Job):
         backend_link.connect(connection, job)
@@ -113,7 +115,13 @@ def start_lipsync(context: bpy.types.Context, push_undo: bool) -> Job:
         data = source.data if source.data is not None else Path(source.path).read_bytes()
         with connection.client() as client:
             return client.lipsync(
-                data, transcript, fps=fps, smoothing=strength, progress=job.progress, cancelled=job.is_cancel_requested
+                data,
+                transcript,
+                fps=fps,
+                smoothing=strength,
+                progress=job.progress,
+                cancelled=job.is_cancel_requested,
+                avatar=avatar_name,
             )
 
     def on_done(job: Job) -> None:
@@ -322,7 +330,80 @@ class STEADYTALK_OT_mapping_remove(_OnActiveRig, bpy.types.Operator):
         return {"FINISHED"}
 
 
+class STEADYTALK_OT_load_avatar(bpy.types.Operator):
+    """Build a trained avatar's rig, cameras, head-pose animation and plate in this scene"""
+
+    bl_idname = "steadytalk.load_avatar"
+    bl_label = "Load Avatar"
+    bl_options = {"REGISTER", "UNDO"}
+
+    directory: bpy.props.StringProperty(subtype="DIR_PATH", name="Avatar Folder")
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from . import avatar
+
+        try:
+            rig = avatar.load_avatar(context, self.directory)
+        except UserFacingError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        context.scene.steadytalk.start = "CURRENT"
+        self.report({"INFO"}, f"Loaded {rig.name}: lip-sync it, then render its photoreal pass.")
+        return {"FINISHED"}
+
+
+class STEADYTALK_OT_render_photoreal(bpy.types.Operator):
+    """Render the avatar's photoreal frames for the scene's frame range through the backend
+    (only frames not rendered yet; they go to the sequencer as an image strip)"""
+
+    bl_idname = "steadytalk.render_photoreal"
+    bl_label = "Render Photoreal Pass"
+
+    _timer = None
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        from . import avatar
+
+        job = backend_link.current()
+        return avatar.avatar_of(context.active_object) is not None and (job is None or job.finished)
+
+    def _start(self, context: bpy.types.Context) -> bool:
+        from . import avatar
+
+        scene = context.scene
+        try:
+            avatar.start_photoreal_pass(context, scene.steadytalk.photoreal_dir, scene.frame_start, scene.frame_end)
+        except (UserFacingError, RuntimeError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        if not self._start(context):
+            return {"CANCELLED"}
+        _ensure_timer()
+        return {"FINISHED"}
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if context.window is None:
+            return self.execute(context)
+        if not self._start(context):
+            return {"CANCELLED"}
+        self._timer = context.window_manager.event_timer_add(0.02, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    modal = STEADYTALK_OT_lipsync.modal
+
+
 CLASSES = (
+    STEADYTALK_OT_load_avatar,
+    STEADYTALK_OT_render_photoreal,
     STEADYTALK_OT_lipsync,
     STEADYTALK_OT_cancel,
     STEADYTALK_OT_test_connection,

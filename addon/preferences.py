@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import bpy
 from bpy.props import BoolProperty, FloatProperty, StringProperty
 
@@ -75,7 +77,15 @@ def connection(context: bpy.types.Context | None = None) -> backend_link.Connect
         timeout=prefs.timeout,
         auto_start=prefs.auto_start,
         start_command=prefs.start_command,
+        avatars=avatar_folders(),
     )
+
+
+def avatar_folders() -> tuple[str, ...]:
+    """Folders holding the avatars loaded in this file: a local backend started by the add-on
+    serves them (``steadytalk serve --avatars``)."""
+    folders = {str(Path(obj["steadytalk_avatar"]).parent) for obj in bpy.data.objects if obj.get("steadytalk_avatar")}
+    return tuple(sorted(folders))
 
 
 CLASSES = (STEADYTALK_AP_preferences,)

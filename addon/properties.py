@@ -93,6 +93,12 @@ class STEADYTALK_PG_scene(bpy.types.PropertyGroup):
     add_sound_strip: BoolProperty(
         name="Add Sound Strip", default=True, description="Add the audio file to the sequencer so playback is in sync"
     )
+    photoreal_dir: StringProperty(
+        name="Output",
+        subtype="DIR_PATH",
+        default="//photoreal/",
+        description="Folder of the photoreal frames (frame_NNNNNN.png); rendering again fills in only missing ones",
+    )
     push_to_nla: BoolProperty(name="Push to NLA", description="Put the result in an NLA strip instead of the action")
     key_mode: EnumProperty(
         name="Keys",

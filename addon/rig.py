@@ -20,13 +20,15 @@ def create_face_rig(
     model: FaceModel,
     name: str = "SteadyTalk Face",
     location: Sequence[float] = (0.0, 0.0, 0.0),
+    upright: bool = True,
 ) -> bpy.types.Object:
     """A new mesh object: the model's neutral as Basis and its blendshapes as shape keys.
 
     Blender is Z-up and the model is Y-up (X to the character's left, Z out of the face), so
-    the mesh is rotated to stand upright facing -Y, Blender's front view."""
-    upright = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])  # model Y -> Blender Z
-    neutral = model.vertices.astype(np.float64) @ upright.T
+    the mesh is rotated to stand upright facing -Y, Blender's front view. ``upright=False``
+    keeps the model's own axes, for an avatar rig that a head-pose matrix places."""
+    rotation = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]]) if upright else np.eye(3)
+    neutral = model.vertices.astype(np.float64) @ rotation.T
     mesh = bpy.data.meshes.new(name)
     mesh.from_pydata(neutral.tolist(), [], model.triangles.tolist())
     uv_layer = mesh.uv_layers.new(name="UVMap")
@@ -43,6 +45,6 @@ def create_face_rig(
         key = obj.shape_key_add(name=channel, from_mix=False)
         key.slider_min, key.slider_max = 0.0, 1.0
         key.value = 0.0  # the rig starts at rest (new keys are not always at 0)
-        key.data.foreach_set("co", (neutral + delta.astype(np.float64) @ upright.T).astype(np.float32).ravel())
+        key.data.foreach_set("co", (neutral + delta.astype(np.float64) @ rotation.T).astype(np.float32).ravel())
     mesh.shape_keys.use_relative = True
     return obj

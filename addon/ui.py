@@ -34,7 +34,9 @@ class STEADYTALK_PT_main(bpy.types.Panel):
 
         box = layout.box()
         box.label(text="Rig", icon="SHAPEKEY_DATA")
-        box.operator("steadytalk.add_face_rig", icon="ADD")
+        row = box.row(align=True)
+        row.operator("steadytalk.add_face_rig", icon="ADD")
+        row.operator("steadytalk.load_avatar", icon="USER")
         if obj is None or obj.type != "MESH":
             box.label(text="Select a mesh with shape keys", icon="INFO")
         else:
@@ -96,6 +98,11 @@ class STEADYTALK_PT_main(bpy.types.Panel):
             row.operator("steadytalk.cancel", text="", icon="CANCEL")
         else:
             layout.operator("steadytalk.lipsync", icon="PLAY_SOUND")
+            if obj is not None and obj.get("steadytalk_avatar"):
+                box = layout.box()
+                box.label(text="Photoreal", icon="RENDER_ANIMATION")
+                box.prop(settings, "photoreal_dir")
+                box.operator("steadytalk.render_photoreal", icon="RENDER_ANIMATION")
 
         if obj is not None and obj.type == "MESH" and obj.steadytalk.result_action is not None:
             box = layout.box()

@@ -404,9 +404,12 @@ class LipsyncServer:
         return lambda: request.id in self._cancelled or self._stop.is_set()
 
     def _run_lipsync(self, request: Message, params: dict, progress) -> Message:
+        avatar_name = params.pop("avatar")
         result = self._engine().run(
             params.pop("audio"), progress=progress, cancelled=self._is_cancelled(request), **params
         )
+        if avatar_name is not None:
+            result = self._in_avatars_manner(avatar_name, result, request, progress)
         body = {
             "fps": result.fps,
             "duration": result.duration,
@@ -418,6 +421,28 @@ class LipsyncServer:
             "warnings": result.warnings,
         }
         return request.reply(body=body, buffers=[result.raw, result.smoothed, result.sigma])
+
+    def _in_avatars_manner(self, name: str, result, request: Message, progress):
+        """The lip-sync redone with an avatar's own audio-to-expression model and smoother."""
+        import dataclasses
+
+        from .audio import load_audio
+        from .render_service import audio_features
+
+        renderer = self._avatar(name, progress).renderer
+        raw = result.raw
+        if renderer.s2a is not None:
+            samples = load_audio(request.buffers[0], self.config.audio)
+            raw = renderer.s2a.predict(audio_features(samples, result.phones), result.raw, result.fps)
+        smoother = renderer.smoother or self._engine().smoother
+        smoothed, sigma = smoother.smooth(raw, result.smoothing_strength)
+        warnings = [*result.warnings]
+        if renderer.s2a is None:
+            warnings.append(f"avatar {name} has no audio-to-expression model; the rule engine's curves were used")
+        return dataclasses.replace(
+            result, raw=raw.astype(np.float32), smoothed=smoothed.astype(np.float32), sigma=sigma.astype(np.float32),
+            warnings=warnings,
+        )  # fmt: skip
 
     # -- avatars and render sessions -----------------------------------------------------
     def avatar_names(self) -> list[str]:
@@ -568,11 +593,15 @@ def _lipsync_params(request: Message) -> dict:
     transcript = body.get("transcript")
     if transcript is not None and not isinstance(transcript, str):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "transcript must be a string or absent")
+    avatar = body.get("avatar")
+    if avatar is not None and not isinstance(avatar, str):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "avatar must be a name or absent")
     return {
         "audio": request.buffers[0],
         "transcript": transcript,
         "fps": _number(body, "fps", 25.0),
         "strength": _number(body, "smoothing", 1.0),
+        "avatar": avatar,
     }
 
 

@@ -206,11 +206,15 @@ class BackendClient:
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
         cancelled: Callable[[], bool] | None = None,
+        avatar: str | None = None,
     ) -> LipsyncResult:
         """Lip-sync audio on the backend. ``audio`` is the file's bytes or a local path whose
-        bytes are sent (the backend never reads client paths)."""
+        bytes are sent (the backend never reads client paths). With ``avatar`` (a name the
+        backend knows), in that person's manner: their audio-to-expression model and smoother."""
         data = audio if isinstance(audio, bytes) else Path(audio).read_bytes()
-        body = {"fps": float(fps), "smoothing": float(smoothing)}
+        body: dict = {"fps": float(fps), "smoothing": float(smoothing)}
+        if avatar is not None:
+            body["avatar"] = avatar
         if transcript is not None:
             body["transcript"] = transcript
         reply = self.request(
