@@ -268,3 +268,18 @@ def test_serve_refuses_to_expose_without_keys(capsys):
     assert main(["serve", "--bind", "tcp://0.0.0.0:0"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: Refusing to listen") and "steadytalk keys" in err
+
+
+def test_lipsync_in_the_avatars_manner(render_server, trained_avatar):
+    from steadytalk_shared.smoothing import AdaptiveSmoother
+
+    with BackendClient(render_server.endpoint, timeout=120) as client:
+        result = client.lipsync(trained_avatar / "audio.wav", fps=25.0, avatar=trained_avatar.name)
+        with pytest.raises(BackendError) as caught:
+            client.lipsync(trained_avatar / "audio.wav", avatar="nobody")
+    assert caught.value.code == ErrorCode.UNKNOWN_AVATAR
+    # This avatar has no person model (the fixture trains the renderer only): the engine's
+    # curves, smoothed by the avatar's own jointly trained smoother.
+    assert any("no audio-to-expression model" in w for w in result.warnings)
+    own = AdaptiveSmoother.load(trained_avatar / "model" / "smoother.safetensors")
+    np.testing.assert_allclose(result.smoothed, own.smooth(result.raw)[0], atol=1e-5)
