@@ -150,25 +150,26 @@ def start_lipsync(context: bpy.types.Context, push_undo: bool) -> Job:
     return job
 
 
-class STEADYTALK_OT_lipsync(bpy.types.Operator):
-    """Turn speech into mouth animation on the active rig's shape keys (runs in the background)"""
-
-    bl_idname = "steadytalk.lipsync"
-    bl_label = "Lip-sync from Audio"
-    bl_options = {"REGISTER", "UNDO"}
+class _JobOperator:
+    """An operator that starts a ``backend_link`` job: ``execute`` (scripts, the ``bpy``
+    module) leaves it to the timer; ``invoke`` (the UI) follows it modally, Esc cancels."""
 
     _timer = None
+    tick_seconds = backend_link.TICK_SECONDS
 
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        job = backend_link.current()
-        return context.scene is not None and (job is None or job.finished)
+    def start(self, context: bpy.types.Context, from_ui: bool) -> None:
+        raise NotImplementedError
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def _started(self, context: bpy.types.Context, from_ui: bool) -> bool:
         try:
-            start_lipsync(context, push_undo=True)
+            self.start(context, from_ui)
         except (UserFacingError, RuntimeError) as exc:
             self.report({"ERROR"}, str(exc))
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        if not self._started(context, from_ui=False):
             return {"CANCELLED"}
         _ensure_timer()
         return {"FINISHED"}
@@ -176,12 +177,9 @@ class STEADYTALK_OT_lipsync(bpy.types.Operator):
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         if context.window is None:
             return self.execute(context)
-        try:
-            start_lipsync(context, push_undo=False)  # this operator's own undo step holds the result
-        except (UserFacingError, RuntimeError) as exc:
-            self.report({"ERROR"}, str(exc))
+        if not self._started(context, from_ui=True):
             return {"CANCELLED"}
-        self._timer = context.window_manager.event_timer_add(backend_link.TICK_SECONDS, window=context.window)
+        self._timer = context.window_manager.event_timer_add(self.tick_seconds, window=context.window)
         context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
@@ -197,6 +195,23 @@ class STEADYTALK_OT_lipsync(bpy.types.Operator):
         if text:
             self.report({level}, text)
         return {"FINISHED"} if level == "INFO" else {"CANCELLED"}
+
+
+class STEADYTALK_OT_lipsync(_JobOperator, bpy.types.Operator):
+    """Turn speech into mouth animation on the active rig's shape keys (runs in the background)"""
+
+    bl_idname = "steadytalk.lipsync"
+    bl_label = "Lip-sync from Audio"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        job = backend_link.current()
+        return context.scene is not None and (job is None or job.finished)
+
+    def start(self, context: bpy.types.Context, from_ui: bool) -> None:
+        # From the UI this operator's own undo step holds the result.
+        start_lipsync(context, push_undo=not from_ui)
 
 
 class STEADYTALK_OT_cancel(bpy.types.Operator):
@@ -356,14 +371,13 @@ class STEADYTALK_OT_load_avatar(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class STEADYTALK_OT_render_photoreal(bpy.types.Operator):
+class STEADYTALK_OT_render_photoreal(_JobOperator, bpy.types.Operator):
     """Render the avatar's photoreal frames for the scene's frame range through the backend
     (only frames not rendered yet; they go to the sequencer as an image strip)"""
 
     bl_idname = "steadytalk.render_photoreal"
     bl_label = "Render Photoreal Pass"
-
-    _timer = None
+    tick_seconds = 0.02  # each tick also draws a few shape passes
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -372,33 +386,11 @@ class STEADYTALK_OT_render_photoreal(bpy.types.Operator):
         job = backend_link.current()
         return avatar.avatar_of(context.active_object) is not None and (job is None or job.finished)
 
-    def _start(self, context: bpy.types.Context) -> bool:
+    def start(self, context: bpy.types.Context, from_ui: bool) -> None:
         from . import avatar
 
         scene = context.scene
-        try:
-            avatar.start_photoreal_pass(context, scene.steadytalk.photoreal_dir, scene.frame_start, scene.frame_end)
-        except (UserFacingError, RuntimeError) as exc:
-            self.report({"ERROR"}, str(exc))
-            return False
-        return True
-
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        if not self._start(context):
-            return {"CANCELLED"}
-        _ensure_timer()
-        return {"FINISHED"}
-
-    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        if context.window is None:
-            return self.execute(context)
-        if not self._start(context):
-            return {"CANCELLED"}
-        self._timer = context.window_manager.event_timer_add(0.02, window=context.window)
-        context.window_manager.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
-
-    modal = STEADYTALK_OT_lipsync.modal
+        avatar.start_photoreal_pass(context, scene.steadytalk.photoreal_dir, scene.frame_start, scene.frame_end)
 
 
 CLASSES = (

@@ -17,11 +17,8 @@ import re
 import shutil
 from pathlib import Path
 
-from steadytalk_shared.client import is_loopback
-
 from .errors import SteadyTalkError
 
-is_loopback_endpoint = is_loopback
 _CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from steadytalk_shared import render_contract as rc
+from steadytalk_shared.schema import CHANNELS
 
 from .errors import CancelledError, SteadyTalkError
 from .inference import AvatarRenderer, FrameInput
@@ -31,7 +32,7 @@ from .s2a_person import MOUTH
 from .video import read_frames
 
 Progress = Callable[[float, str], None]
-EYES = [i for i in range(33) if i not in MOUTH]
+EYES = [i for i in range(len(CHANNELS)) if i not in MOUTH]
 
 
 @dataclass(frozen=True)
@@ -179,20 +180,8 @@ def render_frames(
     inputs = (
         reference.frame_input(int(i), performance.coefficients[t], performance.audio[t]) for t, i in enumerate(index)
     )
-    pending: list[np.ndarray] = []
-    first = 0
-    for crop in renderer.stream(inputs, chunk=config.chunk):
-        pending.append(crop)
-        if len(pending) == config.chunk:
-            yield from _finish(reference, pending, index[first : first + len(pending)], config)
-            first += len(pending)
-            pending = []
-    if pending:
-        yield from _finish(reference, pending, index[first:], config)
-
-
-def _finish(reference: Reference, crops: list[np.ndarray], index: np.ndarray, config: RenderConfig):
-    return iter(reference.paste(np.stack(crops), index)) if config.full_frame else iter(crops)
+    for t, crop in enumerate(renderer.stream(inputs, chunk=config.chunk)):
+        yield reference.paste(crop[None], index[t : t + 1])[0] if config.full_frame else crop
 
 
 def render_audio(

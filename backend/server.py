@@ -34,6 +34,7 @@ import numpy as np
 import zmq
 
 from steadytalk_shared import protocol as wire
+from steadytalk_shared.client import is_loopback
 from steadytalk_shared.protocol import ErrorCode, Message, ProtocolError
 from steadytalk_shared.schema import CHANNELS, SCHEMA_VERSION
 
@@ -213,10 +214,10 @@ class LipsyncServer:
 
     def _secure(self, config: ServerConfig) -> None:
         """CURVE on the ROUTER when keys are given; refuse to expose the backend without them."""
-        from .keys import is_loopback_endpoint, server_keys
+        from .keys import server_keys
 
         if config.keys is None:
-            if not is_loopback_endpoint(config.bind):
+            if not is_loopback(config.bind):
                 self.router.close(linger=0)
                 raise ServerSetupError(
                     f"Refusing to listen on {config.bind} without authentication.",
@@ -311,7 +312,7 @@ class LipsyncServer:
             wire.CANCEL: self._cancel,
             wire.LIPSYNC: self._submit_lipsync,
             wire.RENDER_OPEN: self._submit(_render_open_params, self._run_render_open),
-            wire.RENDER_FRAMES: self._submit(self._render_frames_params, self._run_render_frames),
+            wire.RENDER_FRAMES: self._submit(self._render_frames_session, self._run_render_frames),
             wire.RENDER_AUDIO: self._submit(_render_audio_params, self._run_render_audio),
         }.get(request.type)
         if handler is None:
@@ -519,7 +520,8 @@ class LipsyncServer:
         }
         return request.reply(body=body)
 
-    def _render_frames_params(self, request: Message) -> dict:
+    def _render_frames_session(self, request: Message) -> dict:
+        """The request's checked fields, its session looked up (and marked as used)."""
         params = _render_frames_params(request, self.config.max_frames_per_request)
         with self._lock:
             session = self._sessions.get(params["session"])
@@ -586,18 +588,24 @@ class LipsyncServer:
         return request.reply(body=summary, buffers=[data])
 
 
-def _lipsync_params(request: Message) -> dict:
-    body = request.body
+def _audio_and_transcript(request: Message) -> tuple[bytes, str | None]:
+    """The one audio buffer and the optional transcript of a lipsync or render_audio request."""
     if len(request.buffers) != 1 or not isinstance(request.buffers[0], bytes):
-        raise ProtocolError(ErrorCode.BAD_REQUEST, "lipsync needs exactly one buffer: the audio file's bytes")
-    transcript = body.get("transcript")
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{request.type} needs exactly one buffer: the audio file's bytes")
+    transcript = request.body.get("transcript")
     if transcript is not None and not isinstance(transcript, str):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "transcript must be a string or absent")
+    return request.buffers[0], transcript
+
+
+def _lipsync_params(request: Message) -> dict:
+    body = request.body
+    audio, transcript = _audio_and_transcript(request)
     avatar = body.get("avatar")
     if avatar is not None and not isinstance(avatar, str):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "avatar must be a name or absent")
     return {
-        "audio": request.buffers[0],
+        "audio": audio,
         "transcript": transcript,
         "fps": _number(body, "fps", 25.0),
         "strength": _number(body, "smoothing", 1.0),
@@ -683,14 +691,10 @@ def _render_frames_params(request: Message, max_frames: int) -> dict:
 
 def _render_audio_params(request: Message) -> dict:
     body = request.body
-    if len(request.buffers) != 1 or not isinstance(request.buffers[0], bytes):
-        raise ProtocolError(ErrorCode.BAD_REQUEST, "render_audio needs exactly one buffer: the audio file's bytes")
-    transcript = body.get("transcript")
-    if transcript is not None and not isinstance(transcript, str):
-        raise ProtocolError(ErrorCode.BAD_REQUEST, "transcript must be a string or absent")
+    audio, transcript = _audio_and_transcript(request)
     return {
         "avatar": _avatar_name(body),
-        "audio": request.buffers[0],
+        "audio": audio,
         "transcript": transcript,
         "smoothing": _number(body, "smoothing", 1.0),
     }

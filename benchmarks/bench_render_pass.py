@@ -90,7 +90,7 @@ def bench_headless(avatar: Path, device: str | None) -> tuple[int, float, float]
 
 def bench_blender(avatar: Path, frames: int, device: str | None) -> tuple[int, float]:
     import bpy
-    from conftest import EXTENSION_PACKAGE, extension_module, extension_package, unused_loopback_port
+    from conftest import extension_module, register_addon, unused_loopback_port
 
     endpoint = f"tcp://127.0.0.1:{unused_loopback_port()}"
     argv = [sys.executable, "-m", "steadytalk_backend.cli", "serve", "--bind", endpoint, "--avatars", str(avatar)]
@@ -100,12 +100,7 @@ def bench_blender(avatar: Path, frames: int, device: str | None) -> tuple[int, f
     assert "serving on" in backend.stdout.readline()
     try:
         bpy.ops.wm.read_factory_settings(use_empty=True)
-        package = extension_package()
-        package.register()
-        entry = bpy.context.preferences.addons.get(EXTENSION_PACKAGE) or bpy.context.preferences.addons.new()
-        entry.module = EXTENSION_PACKAGE
-        entry.preferences.endpoint = endpoint
-        entry.preferences.timeout = 120.0
+        package = register_addon(endpoint, timeout=120.0)
         bpy.ops.steadytalk.load_avatar(directory=str(avatar))
         scene = bpy.context.scene
         scene.frame_start, scene.frame_end = 1, frames

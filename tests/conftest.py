@@ -3,6 +3,7 @@ a real ZeroMQ server on a random loopback port, torch for the smoother."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from importlib import resources
 from pathlib import Path
@@ -38,6 +39,36 @@ def unused_loopback_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def register_addon(endpoint: str, timeout: float = 60.0):
+    """Register the add-on the way Blender does, its preferences pointing at ``endpoint``;
+    returns the extension package (call its ``unregister`` when done)."""
+    import bpy
+
+    package = extension_package()
+    package.register()
+    entry = bpy.context.preferences.addons.get(EXTENSION_PACKAGE) or bpy.context.preferences.addons.new()
+    entry.module = EXTENSION_PACKAGE
+    entry.preferences.endpoint = endpoint
+    entry.preferences.timeout = timeout
+    return package
+
+
+@contextlib.contextmanager
+def serving(config):
+    """A real ``LipsyncServer`` for ``config`` served from a thread; stopped (and checked) on exit."""
+    from steadytalk_backend.server import LipsyncServer
+
+    srv = LipsyncServer(config)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        thread.join(timeout=60)
+    assert not thread.is_alive(), "server did not stop"
 
 
 def extension_module(name: str):
@@ -83,15 +114,10 @@ def shared_data() -> Path:
 @pytest.fixture
 def server():
     """A real backend on a random loopback port, served from a thread; stopped after the test."""
-    from steadytalk_backend.server import LipsyncServer, ServerConfig
+    from steadytalk_backend.server import ServerConfig
 
-    srv = LipsyncServer(ServerConfig(bind="tcp://127.0.0.1:*", max_message_bytes=4 * 1024 * 1024, poll_ms=20))
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.stop()
-    thread.join(timeout=30)
-    assert not thread.is_alive(), "server did not stop"
+    with serving(ServerConfig(bind="tcp://127.0.0.1:*", max_message_bytes=4 * 1024 * 1024, poll_ms=20)) as srv:
+        yield srv
 
 
 def write_video(
@@ -206,7 +232,7 @@ def trained_avatar(grid_avatar, tmp_path_factory) -> Path:
 @pytest.fixture
 def render_server(trained_avatar, tmp_path):
     """A real backend on a random loopback port that knows ``trained_avatar``."""
-    from steadytalk_backend.server import LipsyncServer, ServerConfig
+    from steadytalk_backend.server import ServerConfig
 
     config = ServerConfig(
         bind="tcp://127.0.0.1:*",
@@ -217,10 +243,5 @@ def render_server(trained_avatar, tmp_path):
         max_frames_per_request=32,
         device="cpu",
     )
-    srv = LipsyncServer(config)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.stop()
-    thread.join(timeout=60)
-    assert not thread.is_alive(), "server did not stop"
+    with serving(config) as srv:
+        yield srv

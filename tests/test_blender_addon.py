@@ -16,7 +16,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from conftest import EXTENSION_PACKAGE, extension_module, extension_package, unused_loopback_port  # noqa: E402
+from conftest import EXTENSION_PACKAGE, extension_module, register_addon, unused_loopback_port  # noqa: E402
 
 from steadytalk_shared import mapping  # noqa: E402
 from steadytalk_shared.curves import LipsyncResult  # noqa: E402
@@ -31,12 +31,7 @@ ARTEFACTS = Path(os.environ.get("STEADYTALK_ARTEFACTS", Path(__file__).resolve()
 def addon(backend_process):
     """A fresh empty file with the add-on registered and its preferences on the test backend."""
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    package = extension_package()
-    package.register()
-    entry = bpy.context.preferences.addons.get(EXTENSION_PACKAGE) or bpy.context.preferences.addons.new()
-    entry.module = EXTENSION_PACKAGE
-    entry.preferences.endpoint = backend_process[1]
-    entry.preferences.timeout = 60.0
+    package = register_addon(backend_process[1])
     yield extension_module("backend_link")
     link = extension_module("backend_link")
     link.cancel_current()

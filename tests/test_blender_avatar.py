@@ -17,7 +17,7 @@ import pytest
 bpy = pytest.importorskip("bpy")
 pytest.importorskip("torch")  # the trained avatar fixture trains one
 
-from conftest import EXTENSION_PACKAGE, extension_module, extension_package, unused_loopback_port  # noqa: E402
+from conftest import extension_module, register_addon, unused_loopback_port  # noqa: E402
 
 from steadytalk_backend.render_data import AvatarFrames  # noqa: E402
 from steadytalk_backend.shape_pass import ShapePassRenderer  # noqa: E402
@@ -38,14 +38,10 @@ def start_backend(avatars: Path, endpoint: str) -> subprocess.Popen:
 @pytest.fixture
 def avatar_scene(trained_avatar):
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    package = extension_package()
-    package.register()
-    entry = bpy.context.preferences.addons.get(EXTENSION_PACKAGE) or bpy.context.preferences.addons.new()
-    entry.module = EXTENSION_PACKAGE
-    entry.preferences.endpoint = f"tcp://127.0.0.1:{unused_loopback_port()}"
-    entry.preferences.timeout = 60.0
+    endpoint = f"tcp://127.0.0.1:{unused_loopback_port()}"
+    package = register_addon(endpoint)
     assert bpy.ops.steadytalk.load_avatar(directory=str(trained_avatar)) == {"FINISHED"}
-    yield extension_module("backend_link"), entry.preferences.endpoint
+    yield extension_module("backend_link"), endpoint
     link = extension_module("backend_link")
     link.cancel_current()
     link.wait(60)

@@ -13,6 +13,7 @@ import av
 import numpy as np
 import pytest
 import zmq
+from conftest import serving
 
 from steadytalk_backend.audio import load_audio
 from steadytalk_backend.cli import main
@@ -245,10 +246,7 @@ def test_curve_refuses_unauthorized_clients(tmp_path):
     assert main(["keys", str(tmp_path / "other"), "--client", "intruder"]) == 0
     with pytest.raises(ServerSetupError):
         LipsyncServer(ServerConfig(bind="tcp://0.0.0.0:*"))
-    server = LipsyncServer(ServerConfig(bind="tcp://127.0.0.1:*", keys=keys, poll_ms=20))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(ServerConfig(bind="tcp://127.0.0.1:*", keys=keys, poll_ms=20)) as server:
         good = CurveKeys.load(keys / "clients" / "blender.key_secret", keys / "server.key")
         with BackendClient(server.endpoint, timeout=5, retries=0, curve=good) as client:
             assert client.ping()["protocol"] == wire.PROTOCOL_VERSION
@@ -259,9 +257,6 @@ def test_curve_refuses_unauthorized_clients(tmp_path):
                 with pytest.raises(BackendUnavailable):
                     client.ping()
             assert time.monotonic() - started < 5
-    finally:
-        server.stop()
-        thread.join(timeout=30)
 
 
 def test_serve_refuses_to_expose_without_keys(capsys):
