@@ -532,7 +532,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     if not args.avatar.is_dir():
         raise SteadyTalkError(
-            f"The avatar folder {args.avatar} does not exist.", "Make one with steadytalk prepare, then steadytalk train."
+            f"The avatar folder {args.avatar} does not exist.",
+            "Make one with steadytalk prepare, then steadytalk train.",
         )
     transcript = _read_transcript(args)
     if args.audio is not None:
