@@ -186,10 +186,11 @@ class AvatarRenderer:
             return coefficients
         return self.smoother.smooth(coefficients, strength)[0].astype(np.float32)
 
-    def use_rig(self, rig) -> None:
-        """Draw shape passes with another fit of the same person (a held-out clip's own identity)."""
+    def use_clip(self, clip: AvatarFrames) -> None:
+        """Render over another video of the same person (a held-out clip): draw its shape passes
+        with that clip's own fit of the identity."""
         self.conditioner = Conditioner(
-            rig, self.config.size, self.config.work_size, self.device, erase_eyes=self.conditioner.erase_eyes
+            clip.rig, self.config.size, self.config.work_size, self.device, erase_eyes=self.conditioner.erase_eyes
         )
 
     def frame_inputs(

@@ -29,6 +29,7 @@ import torch
 
 from steadytalk_shared.face_model import FaceModel
 from steadytalk_shared.msi import landmark_msi
+from steadytalk_shared.schema import CHANNELS
 
 from .evaluation import find_clips
 from .inference import AvatarRenderer
@@ -38,6 +39,8 @@ from .renderer import ssim
 from .s2a_person import MOUTH, S2AModel, compare_to_tracked
 from .tracking_eval import keypoint_sets
 from .train_renderer import ABLATIONS, MODEL_DIR
+
+SHEET_ROWS = 6  # contact sheet: one frame from each of the first clips
 
 Log = Callable[[str], None]
 
@@ -118,26 +121,26 @@ def _ssim_masked(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     return float(smap[inner].mean())
 
 
-def _contact_sheet(path: Path, real: np.ndarray, fake: np.ndarray, face: np.ndarray, rows: int = 6) -> None:
+def _contact_sheet(path: Path, rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+    """One line per (real frame, generated frame, face mask): both frames, then their mouths."""
     import cv2
 
-    picks = np.linspace(0, len(real) - 1, rows + 2).round().astype(int)[1:-1]
     lines = []
-    for t in picks:
-        ys, xs = np.nonzero(face[t])
+    for real, fake, face in rows:
+        ys, xs = np.nonzero(face)
         # Mouth crop: the lower third of the face, enlarged 2x.
         top = int(ys.min() + 0.62 * (ys.max() - ys.min()))
         bottom, cx = int(ys.max()) + 4, int(xs.mean())
         half = (bottom - top) // 2 + 8
         cy = (top + bottom) // 2
 
-        size = real.shape[1]
+        size = real.shape[0]
         y0, x0 = np.clip(cy - half, 0, size - 2 * half), np.clip(cx - half, 0, size - 2 * half)
         crops = [
             cv2.resize(img[y0 : y0 + 2 * half, x0 : x0 + 2 * half], (size, size), interpolation=cv2.INTER_NEAREST)
-            for img in (real[t], fake[t])
+            for img in (real, fake)
         ]
-        lines.append(np.concatenate([real[t], fake[t], *crops], axis=1))
+        lines.append(np.concatenate([real, fake, *crops], axis=1))
     sheet = np.concatenate(lines, axis=0)
     cv2.putText(sheet, "real | generated | mouth real | mouth generated", (6, 16), 0, 0.45, (255, 255, 255), 1)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -182,6 +185,7 @@ def evaluate_render(avatar: Path, clips_dir: Path, work_dir: Path, out_dir: Path
     per_variant: dict[str, dict[str, list]] = {name: {} for name, *_ in variants}
     real_msi: dict[str, list] = {"lips": [], "jaw": []}
     curves = {"person": [], "engine": [], "tracked": []}
+    sheet_rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for index, clip_dir in enumerate(clips):
         clip = AvatarFrames.load(clip_dir, size)
         frames = clip.num_frames
@@ -190,7 +194,7 @@ def evaluate_render(avatar: Path, clips_dir: Path, work_dir: Path, out_dir: Path
         real_msi["jaw"].append(landmark_msi(real_track[:, n_lips:], jaw_corners))
         for name, model, smoothed in variants:
             renderer = renderers[model]
-            renderer.use_rig(clip.rig)
+            renderer.use_clip(clip)
             face, erased = _regions(renderer, clip)
             audio = renderer.audio_for(clip.features, frames, clip.fps)
             coefficients = renderer.smooth(clip.coefficients) if smoothed else clip.coefficients
@@ -211,8 +215,10 @@ def evaluate_render(avatar: Path, clips_dir: Path, work_dir: Path, out_dir: Path
             }
             for key, value in scores.items():
                 per_variant[name].setdefault(key, []).append(value)
-            if index == 0 and name == "full":
-                _contact_sheet(out_dir / "contact_sheet.png", clip.frames, output, face)
+            if name == "full" and len(sheet_rows) < SHEET_ROWS:
+                # The clip's widest-open mouth: teeth and the inner mouth are the hardest part.
+                t = int(np.argmax(clip.coefficients[:, CHANNELS.index("jawOpen")]))
+                sheet_rows.append((clip.frames[t], output[t], face[t]))
         if s2a is not None:
             engine = _engine_raw(clip_dir, frames)
             curves["person"].append(s2a.predict(clip.features, engine, clip.fps))
@@ -229,6 +235,7 @@ def evaluate_render(avatar: Path, clips_dir: Path, work_dir: Path, out_dir: Path
     if s2a is not None:
         report["lip_sync"] = compare_to_tracked(*(np.concatenate(curves[k]) for k in ("person", "engine", "tracked")))
         report["mp4"] = str(_demo_video(renderers["full"], s2a, clips[0], out_dir / f"{clips[0].name}_from_audio.mp4"))
+    _contact_sheet(out_dir / "contact_sheet.png", sheet_rows)
     report["contact_sheet"] = str(out_dir / "contact_sheet.png")
     return report
 
@@ -240,7 +247,7 @@ def _demo_video(renderer: AvatarRenderer, s2a: S2AModel, clip_dir: Path, path: P
     from .video import VideoWriter
 
     clip = AvatarFrames.load(clip_dir, renderer.config.size)
-    renderer.use_rig(clip.rig)
+    renderer.use_clip(clip)
     engine = _engine_raw(clip_dir, clip.num_frames)
     predicted = renderer.smooth(s2a.predict(clip.features, engine, clip.fps))
     coefficients = clip.coefficients.copy()
