@@ -231,6 +231,11 @@ def evaluate_render(avatar: Path, clips_dir: Path, work_dir: Path, out_dir: Path
         "size": size,
         "real_video": {"msi_lips": float(np.mean(real_msi["lips"])), "msi_jaw": float(np.mean(real_msi["jaw"]))},
         "variants": {name: {k: float(np.mean(v)) for k, v in values.items()} for name, values in per_variant.items()},
+        # Each clip's own figures (clips can come from other recording sessions, other light).
+        "per_clip": {
+            clip_dir.name: {name: {k: float(v[i]) for k, v in values.items()} for name, values in per_variant.items()}
+            for i, clip_dir in enumerate(clips)
+        },
     }
     if s2a is not None:
         report["lip_sync"] = compare_to_tracked(*(np.concatenate(curves[k]) for k in ("person", "engine", "tracked")))

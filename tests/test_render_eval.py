@@ -41,6 +41,7 @@ def test_eval_render_reports_figures_ablations_and_a_contact_sheet(trained_avata
         assert 10 < scores["psnr_synthesized"] <= scores["psnr_face"] < 60, name
         assert 0 < scores["ssim_face"] <= 1 and scores["lmd"] >= 0, name
     assert variants["ablation: full"] == variants["full"]
+    assert report["per_clip"]["bbbs5s"]["full"] == variants["full"]  # one clip: its figures are the means
     # The smoother changes the driving curves, so the output and its stability change.
     assert variants["without adaptive smoothing"]["msi_lips"] != variants["full"]["msi_lips"]
     assert report["real_video"]["msi_lips"] > 0 and report["clips"] == 1
