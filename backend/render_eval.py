@@ -155,7 +155,8 @@ def _engine_raw(clip_dir: Path, frames: int) -> np.ndarray:
 
 
 def evaluate_render(avatar: Path, clips_dir: Path, work_dir: Path, out_dir: Path, log: Log = print) -> dict:
-    avatar = Path(avatar)
+    avatar, out_dir = Path(avatar), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)  # before the long part, so a bad path fails at once
     models = {"full": avatar / MODEL_DIR}
     # Ablations may be trained on a shorter schedule than the main model: they are compared with
     # "ablation: full", trained on that same schedule.

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import shutil
 
+import av
 import cv2
 import numpy as np
 
 from steadytalk_backend.cli import main
+from steadytalk_backend.s2a_person import train_s2a
 
 
 def test_eval_render_reports_figures_ablations_and_a_contact_sheet(trained_avatar, shared_data, tmp_path, capsys):
@@ -23,6 +25,9 @@ def test_eval_render_reports_figures_ablations_and_a_contact_sheet(trained_avata
     shutil.copytree(trained_avatar, avatar)
     # The avatar's own model doubles as the "full" ablation: its row must equal the main one.
     shutil.copytree(avatar / "model", avatar / "ablations" / "full")
+    # A (briefly trained) person audio-to-expression model: the lip-sync check and the mp4.
+    s2a, s2a_report = train_s2a(avatar, steps=10, window=32)
+    s2a.save(avatar / "model" / "s2a.safetensors", s2a_report)
     code = main(
         ["eval", "render", str(avatar), "--clips", str(clips), "--work-dir", str(tmp_path / "work"),
          "--out", str(tmp_path / "out"), "--json", str(tmp_path / "report.json")]
@@ -47,5 +52,11 @@ def test_eval_render_reports_figures_ablations_and_a_contact_sheet(trained_avata
     assert report["real_video"]["msi_lips"] > 0 and report["clips"] == 1
     sheet = cv2.imread(report["contact_sheet"])
     assert sheet.shape == (256, 4 * 256, 3)  # one clip: one row of real | generated | two mouth crops
+    assert set(report["lip_sync"]) == {"person", "engine"}
+    with av.open(report["mp4"]) as container:  # real | generated, with the clip's sound
+        video = container.streams.video[0]
+        assert (video.width, video.height) == (512, 256)
+        assert sum(1 for _ in container.decode(video)) == 75
+        assert any(s.type == "audio" for s in container.streams)
     printed = capsys.readouterr().out
     assert "PSNR" in printed and "ablation: full" in printed
