@@ -240,7 +240,10 @@ def evaluate_render(avatar: Path, clips_dir: Path, work_dir: Path, out_dir: Path
     }
     if s2a is not None:
         report["lip_sync"] = compare_to_tracked(*(np.concatenate(curves[k]) for k in ("person", "engine", "tracked")))
-        report["mp4"] = str(_demo_video(renderers["full"], s2a, clips[0], out_dir / f"{clips[0].name}_from_audio.mp4"))
+        # The clip of median synthesized-region PSNR: a representative one, neither best nor worst.
+        scores = per_variant["full"]["psnr_synthesized"]
+        demo = clips[int(np.argsort(scores)[len(scores) // 2])]
+        report["mp4"] = str(_demo_video(renderers["full"], s2a, demo, out_dir / f"{demo.name}_from_audio.mp4"))
     _contact_sheet(out_dir / "contact_sheet.png", sheet_rows)
     report["contact_sheet"] = str(out_dir / "contact_sheet.png")
     return report
