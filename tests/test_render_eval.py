@@ -26,7 +26,7 @@ def test_eval_render_reports_figures_ablations_and_a_contact_sheet(trained_avata
     # The avatar's own model doubles as the "full" ablation: its row must equal the main one.
     shutil.copytree(avatar / "model", avatar / "ablations" / "full")
     # A (briefly trained) person audio-to-expression model: the lip-sync check and the mp4.
-    s2a, s2a_report = train_s2a(avatar, steps=10, window=32)
+    s2a, s2a_report = train_s2a(avatar, steps=30, window=32)
     s2a.save(avatar / "model" / "s2a.safetensors", s2a_report)
     code = main(
         ["eval", "render", str(avatar), "--clips", str(clips), "--work-dir", str(tmp_path / "work"),
