@@ -207,24 +207,41 @@ def grid_avatar(shared_data, tmp_path_factory) -> Path:
     return out
 
 
+def tiny_preset(**changes):
+    """A training preset small enough for tests (seconds on a CPU): a 3-level network at 64 px,
+    one epoch per stage on windows of 6 frames. ``changes`` replace its fields."""
+    from steadytalk_backend.renderer import RendererConfig
+    from steadytalk_backend.train_renderer import LossWeights, TrainPreset
+
+    renderer = RendererConfig(
+        work_size=64, channels=(8, 16, 32), groups=4, audio_hidden=16, temporal_radius=3, temporal_heads=2
+    )
+    fields = dict(
+        name="test",
+        renderer=renderer,
+        epochs=1,
+        joint_epochs=1,
+        lr=2e-3,
+        joint_lr=1e-4,
+        window=6,
+        windows_per_step=2,
+        losses=LossWeights(adversarial=0.01),
+        adversarial_from_epoch=0,
+    )
+    return TrainPreset(**(fields | changes))
+
+
 @pytest.fixture(scope="session")
 def trained_avatar(grid_avatar, tmp_path_factory) -> Path:
     """``grid_avatar`` copied into an avatars folder (``<root>/bbbs5s``) with a tiny renderer
     trained on it (seconds on a CPU), for the render paths: server, headless, Blender."""
     import shutil
 
-    from steadytalk_backend.renderer import RendererConfig
-    from steadytalk_backend.train_renderer import LossWeights, RendererTrainer, TrainPreset
+    from steadytalk_backend.train_renderer import RendererTrainer
 
     avatar = tmp_path_factory.mktemp("avatars") / grid_avatar.name
     shutil.copytree(grid_avatar, avatar)
-    tiny = RendererConfig(
-        work_size=64, channels=(8, 16, 32), groups=4, audio_hidden=16, temporal_radius=3, temporal_heads=2
-    )
-    preset = TrainPreset(
-        name="test", renderer=tiny, epochs=1, joint_epochs=1, lr=2e-3, joint_lr=1e-4, window=6,
-        windows_per_step=2, losses=LossWeights(adversarial=0.01), adversarial_from_epoch=0,
-    )  # fmt: skip
+    preset = tiny_preset()
     RendererTrainer(avatar, preset, device="cpu", log=lambda line: None).run()
     return avatar
 

@@ -8,36 +8,16 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_preset
 
 from steadytalk_backend.cli import main
 from steadytalk_backend.inference import AvatarRenderer
 from steadytalk_backend.render_data import AvatarFrames
-from steadytalk_backend.renderer import NeuralRenderer, RendererConfig, load_renderer, save_module
+from steadytalk_backend.renderer import NeuralRenderer, load_renderer, save_module
 from steadytalk_backend.s2a_person import S2AModel, train_s2a
 from steadytalk_backend.smoother import gaussian_smooth, load_smoother
-from steadytalk_backend.train_renderer import LossWeights, RendererTrainer, TrainPreset, read_log
+from steadytalk_backend.train_renderer import LossWeights, RendererTrainer, read_log
 from steadytalk_shared.smoothing import AdaptiveSmoother
-
-TINY = RendererConfig(
-    work_size=64, channels=(8, 16, 32), groups=4, audio_hidden=16, temporal_radius=3, temporal_heads=2
-)
-
-
-def tiny_preset(**changes) -> TrainPreset:
-    fields = dict(
-        name="test",
-        renderer=TINY,
-        epochs=1,
-        joint_epochs=1,
-        lr=2e-3,
-        joint_lr=1e-4,
-        window=6,
-        windows_per_step=2,
-        losses=LossWeights(adversarial=0.01),
-        adversarial_from_epoch=0,
-    )
-    fields.update(changes)
-    return TrainPreset(**fields)
 
 
 @pytest.fixture(scope="module")
