@@ -156,7 +156,6 @@ def _engine_raw(clip_dir: Path, frames: int) -> np.ndarray:
 
 def evaluate_render(avatar: Path, clips_dir: Path, work_dir: Path, out_dir: Path, log: Log = print) -> dict:
     avatar, out_dir = Path(avatar), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)  # before the long part, so a bad path fails at once
     models = {"full": avatar / MODEL_DIR}
     # Ablations may be trained on a shorter schedule than the main model: they are compared with
     # "ablation: full", trained on that same schedule.
@@ -168,6 +167,7 @@ def evaluate_render(avatar: Path, clips_dir: Path, work_dir: Path, out_dir: Path
     if "full" not in renderers:
         renderers["full"] = AvatarRenderer(avatar)  # raises the "train it first" message
     size = renderers["full"].config.size
+    out_dir.mkdir(parents=True, exist_ok=True)  # after the models load, before the long part
     variants = [("full", "full", True), ("without adaptive smoothing", "full", False)]
     for name in renderers:
         if name != "full":
