@@ -7,6 +7,8 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
 
 @contextlib.contextmanager
 def atomic_output(path: Path) -> Iterator[Path]:
@@ -18,3 +20,19 @@ def atomic_output(path: Path) -> Iterator[Path]:
         partial.replace(path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_output(path) as partial:
+        partial.write_text(text, encoding="utf-8")
+
+
+def savez_atomic(path: Path, **arrays: np.ndarray) -> None:
+    """``np.savez_compressed`` through a handle (numpy would add ``.npz`` to the partial's name)."""
+    with atomic_output(path) as partial, open(partial, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
+
+
+def save_atomic(path: Path, array: np.ndarray) -> None:
+    with atomic_output(path) as partial, open(partial, "wb") as handle:
+        np.save(handle, array)

@@ -29,7 +29,7 @@ from steadytalk_shared.mapping import PRESETS  # noqa: E402
 def long_result(minutes: float, fps: float):
     from importlib import resources
 
-    from steadytalk_backend.engine import LipsyncEngine
+    from steadytalk_backend.lipsync.engine import LipsyncEngine
 
     wav = Path(str(resources.files("steadytalk_backend.data") / "demo_speech.wav"))
     result = LipsyncEngine().run(wav, fps=fps)

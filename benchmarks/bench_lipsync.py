@@ -33,7 +33,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 def speech(seconds: float) -> tuple[np.ndarray, str, str]:
     """(16 kHz samples, transcript, description) of about ``seconds`` of real speech."""
-    from steadytalk_backend.audio import SAMPLE_RATE, load_audio
+    from steadytalk_backend.lipsync.audio import SAMPLE_RATE, load_audio
 
     pieces, words = [], []
     grid = SHARED_DATA / "video" / "grid_s1_val"
@@ -85,7 +85,7 @@ def long_file_run(minutes: float) -> tuple[float, float]:
     samples, _, _ = speech(60.0)
     code = """
 import resource, sys, time
-from steadytalk_backend.engine import LipsyncEngine
+from steadytalk_backend.lipsync.engine import LipsyncEngine
 started = time.perf_counter()
 LipsyncEngine().run(sys.argv[1], None, fps=30.0)
 print(time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -108,7 +108,7 @@ def main() -> None:
     parser.add_argument("--long-minutes", type=float, default=10.0, help="0 to skip the long-file run")
     args = parser.parse_args()
 
-    from steadytalk_backend.engine import LipsyncEngine
+    from steadytalk_backend.lipsync.engine import LipsyncEngine
     from steadytalk_shared.client import BackendClient
 
     samples, transcript, description = speech(args.seconds)

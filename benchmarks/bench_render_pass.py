@@ -70,8 +70,8 @@ def bench_zmq(size: int = 512, trips: int = 200) -> float:
 
 
 def bench_headless(avatar: Path, device: str | None) -> tuple[int, float, float]:
-    from steadytalk_backend.inference import AvatarRenderer
-    from steadytalk_backend.render_service import Reference, render_audio
+    from steadytalk_backend.render.inference import AvatarRenderer
+    from steadytalk_backend.render.pipeline import Reference, render_audio
 
     started = time.perf_counter()
     renderer = AvatarRenderer(avatar, device=device)

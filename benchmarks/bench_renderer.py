@@ -20,13 +20,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from steadytalk_backend.renderer import (  # noqa: E402
+from steadytalk_backend.render.network import (  # noqa: E402
     NeuralRenderer,
     PatchDiscriminator,
     composite,
     feather_mask,
 )
-from steadytalk_backend.train_renderer import PRESETS  # noqa: E402
+from steadytalk_backend.render.presets import PRESETS  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:

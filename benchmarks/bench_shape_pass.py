@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from steadytalk_backend.fitting import identity_model
-from steadytalk_backend.shape_pass import ShapePassRenderer
+from steadytalk_backend.face.fitting import identity_model
+from steadytalk_backend.face.shape_pass import ShapePassRenderer
 from steadytalk_shared import render_contract as rc
 from steadytalk_shared.face_model import FaceModel
 

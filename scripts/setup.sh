@@ -55,7 +55,9 @@ if [ "$main_ready" = 0 ]; then
         .venv/bin/python -m pip install -q torch==2.13.0
     fi
     echo "setup: installing steadytalk and its dependencies"
-    .venv/bin/python -m pip install -q -e ".[dev]"
+    # setuptools announces every editable install with a warning box; it says nothing about
+    # this project (every package and its data are declared in pyproject.toml), so hide it.
+    PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install -q -e ".[dev]"
     echo "$wanted" > "$stamp"
 fi
 
@@ -71,7 +73,7 @@ for version in ${STEADYTALK_BLENDER_VERSIONS-4.2.23 4.5.15}; do
     echo "setup: installing bpy $version in $venv"
     [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
     "$venv/bin/python" -m pip install -q "bpy==$version" pyzmq==27.3.0 msgpack==1.2.4 pytest
-    "$venv/bin/python" -m pip install -q --no-deps -e .
+    PYTHONWARNINGS="ignore:Editable installation" "$venv/bin/python" -m pip install -q --no-deps -e .
     echo "$want" > "$venv/.steadytalk-setup"
 done
 

@@ -2,7 +2,7 @@
 
 Read by the backend (tracking, rasterizer) and by the Blender add-on (the rig), so it is an
 ``.npz`` of plain arrays (no pickle) read with numpy alone. Built by
-``steadytalk face-model build`` (``steadytalk_backend.face_model_build``).
+``steadytalk face-model build`` (``steadytalk_backend.face.model_build``).
 
 Topology: mediapipe's 468-point face mesh (Apache 2.0) with mouth and eyes as holes, plus a
 15-vertex tongue. Units: metres; X to the character's left, Y up, Z out of the face.

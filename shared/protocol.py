@@ -31,7 +31,7 @@ PING = "ping"
 STATUS = "status"
 LIPSYNC = "lipsync"
 CANCEL = "cancel"
-# Photoreal rendering with a trained avatar (see backend/server.py for the bodies).
+# Photoreal rendering with a trained avatar (see backend/service/requests.py for the bodies).
 RENDER_OPEN = "render_open"  # audio for a pass -> a session
 RENDER_FRAMES = "render_frames"  # shape passes of a run of frames (+ context) -> photoreal frames
 RENDER_AUDIO = "render_audio"  # audio -> an mp4, rendered whole on the backend

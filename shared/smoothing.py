@@ -7,7 +7,7 @@ segments a wide one, so jitter is removed without merging neighbouring phones, w
 moving averages and fixed Gaussians cannot do.
 
 This module is the one place where smoothing is *applied*: the backend trains the network in
-torch (``steadytalk_backend.smoother``) and exports weights that this module runs, so the
+torch (``steadytalk_backend.lipsync.smoother``) and exports weights that this module runs, so the
 Blender add-on can re-smooth with a strength slider without torch. The two agree within 1e-5.
 """
 

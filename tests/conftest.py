@@ -58,7 +58,7 @@ def register_addon(endpoint: str, timeout: float = 60.0):
 @contextlib.contextmanager
 def serving(config):
     """A real ``LipsyncServer`` for ``config`` served from a thread; stopped (and checked) on exit."""
-    from steadytalk_backend.server import LipsyncServer
+    from steadytalk_backend.service.server import LipsyncServer
 
     srv = LipsyncServer(config)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
@@ -99,7 +99,7 @@ def demo_samples(demo_wav) -> tuple[np.ndarray, int]:
 
 @pytest.fixture(scope="session")
 def engine():
-    from steadytalk_backend.engine import LipsyncEngine
+    from steadytalk_backend.lipsync.engine import LipsyncEngine
 
     return LipsyncEngine()
 
@@ -114,7 +114,7 @@ def shared_data() -> Path:
 @pytest.fixture
 def server():
     """A real backend on a random loopback port, served from a thread; stopped after the test."""
-    from steadytalk_backend.server import ServerConfig
+    from steadytalk_backend.service.server import ServerConfig
 
     with serving(ServerConfig(bind="tcp://127.0.0.1:*", max_message_bytes=4 * 1024 * 1024, poll_ms=20)) as srv:
         yield srv
@@ -200,7 +200,7 @@ def backend_process():
 @pytest.fixture(scope="session")
 def grid_avatar(shared_data, tmp_path_factory) -> Path:
     """A held-out GRID clip prepared at 256 (real tracking, crops, audio features)."""
-    from steadytalk_backend.prepare import PrepareConfig, Preparer
+    from steadytalk_backend.avatar.prepare import PrepareConfig, Preparer
 
     out = tmp_path_factory.mktemp("grid_avatar") / "bbbs5s"
     Preparer(shared_data / "video" / "grid_s1_val" / "bbbs5s.mpg", out, PrepareConfig(sizes=(256,))).run()
@@ -210,8 +210,8 @@ def grid_avatar(shared_data, tmp_path_factory) -> Path:
 def tiny_preset(**changes):
     """A training preset small enough for tests (seconds on a CPU): a 3-level network at 64 px,
     one epoch per stage on windows of 6 frames. ``changes`` replace its fields."""
-    from steadytalk_backend.renderer import RendererConfig
-    from steadytalk_backend.train_renderer import LossWeights, TrainPreset
+    from steadytalk_backend.render.network import RendererConfig
+    from steadytalk_backend.render.presets import LossWeights, TrainPreset
 
     renderer = RendererConfig(
         work_size=64, channels=(8, 16, 32), groups=4, audio_hidden=16, temporal_radius=3, temporal_heads=2
@@ -237,7 +237,7 @@ def trained_avatar(grid_avatar, tmp_path_factory) -> Path:
     trained on it (seconds on a CPU), for the render paths: server, headless, Blender."""
     import shutil
 
-    from steadytalk_backend.train_renderer import RendererTrainer
+    from steadytalk_backend.render.train import RendererTrainer
 
     avatar = tmp_path_factory.mktemp("avatars") / grid_avatar.name
     shutil.copytree(grid_avatar, avatar)
@@ -249,7 +249,7 @@ def trained_avatar(grid_avatar, tmp_path_factory) -> Path:
 @pytest.fixture
 def render_server(trained_avatar, tmp_path):
     """A real backend on a random loopback port that knows ``trained_avatar``."""
-    from steadytalk_backend.server import ServerConfig
+    from steadytalk_backend.service.server import ServerConfig
 
     config = ServerConfig(
         bind="tcp://127.0.0.1:*",

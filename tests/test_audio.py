@@ -5,9 +5,9 @@ import pytest
 import soundfile as sf
 import soxr
 
-from steadytalk_backend.audio import SAMPLE_RATE, AudioConfig, AudioStream, load_audio
 from steadytalk_backend.errors import AudioError, AudioTooLongError
-from steadytalk_backend.prosody import frame_energy_db
+from steadytalk_backend.lipsync.audio import SAMPLE_RATE, AudioConfig, AudioStream, load_audio
+from steadytalk_backend.lipsync.prosody import frame_energy_db
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from steadytalk_backend.augment import (
+from steadytalk_backend.render.augment import (
     ErosionConfig,
     MaskAugmentation,
     augment_masks,
@@ -120,7 +120,7 @@ def test_picture_of_augmented_erosion_on_a_rendered_mouth():
     red: the original region's outline; labels: radius, shift, rotation)."""
     import cv2
 
-    from steadytalk_backend.shape_pass import ShapePassRenderer
+    from steadytalk_backend.face.shape_pass import ShapePassRenderer
     from steadytalk_shared import render_contract as rc
     from steadytalk_shared.face_model import FaceModel
 

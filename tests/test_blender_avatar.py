@@ -19,8 +19,8 @@ pytest.importorskip("torch")  # the trained avatar fixture trains one
 
 from conftest import extension_module, register_addon, unused_loopback_port  # noqa: E402
 
-from steadytalk_backend.render_data import AvatarFrames  # noqa: E402
-from steadytalk_backend.shape_pass import ShapePassRenderer  # noqa: E402
+from steadytalk_backend.face.shape_pass import ShapePassRenderer  # noqa: E402
+from steadytalk_backend.render.data import AvatarFrames  # noqa: E402
 from steadytalk_shared import render_contract as rc  # noqa: E402
 from steadytalk_shared.face_model import FaceModel  # noqa: E402
 from steadytalk_shared.png import read_png  # noqa: E402
@@ -121,7 +121,7 @@ def test_photoreal_pass_survives_a_killed_backend(avatar_scene, trained_avatar, 
     # Frames of the first run were not rendered again: every frame was written once.
     assert all((out / name).stat().st_mtime_ns == stamp for name, stamp in first_run.items())
     # Each frame shows its own reference frame (the top rows are the plate's, untouched).
-    reference = __import__("steadytalk_backend.render_service", fromlist=["Reference"]).Reference(trained_avatar, 256)
+    reference = __import__("steadytalk_backend.render.pipeline", fromlist=["Reference"]).Reference(trained_avatar, 256)
     for path in files:
         frame = int(path.stem.split("_")[1])
         index = int(rc.reference_index(frame - 1, reference.loop))

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from steadytalk_backend.audio import AudioConfig
-from steadytalk_backend.engine import EngineConfig, LipsyncEngine
 from steadytalk_backend.errors import TranscriptError
+from steadytalk_backend.lipsync.audio import AudioConfig
+from steadytalk_backend.lipsync.engine import EngineConfig, LipsyncEngine
 from steadytalk_shared.curves import LipsyncResult, num_frames_for
 from steadytalk_shared.schema import CHANNELS, NUM_CHANNELS, lip_aperture
 
@@ -27,7 +27,7 @@ def words_of(result):
 
 
 def test_alignment_finds_every_word_in_order(aligned, demo_transcript):
-    from steadytalk_backend.phonetics import normalize_transcript
+    from steadytalk_backend.lipsync.phonetics import normalize_transcript
 
     assert aligned.mode == "alignment"
     assert [w[0] for w in words_of(aligned)] == normalize_transcript(demo_transcript)

@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from steadytalk_backend.face_model_build import boundary_loops
+from steadytalk_backend.face.model_build import boundary_loops
 from steadytalk_shared.face_model import FaceModel
 from steadytalk_shared.schema import CHANNELS
 
@@ -145,7 +145,7 @@ def test_loader_rejects_other_versions(model, tmp_path):
 def test_builder_triangulation_recovers_the_faces_from_edges():
     import mediapipe as mp
 
-    from steadytalk_backend.face_model_build import triangles_from_tesselation
+    from steadytalk_backend.face.model_build import triangles_from_tesselation
 
     edges = {tuple(sorted(e)) for e in mp.solutions.face_mesh_connections.FACEMESH_TESSELATION}
     triangles = triangles_from_tesselation(edges)
@@ -156,7 +156,7 @@ def test_builder_triangulation_recovers_the_faces_from_edges():
 
 
 def test_preview_renders_a_face(model):
-    from steadytalk_backend.face_model_preview import shaded_view
+    from steadytalk_backend.face.preview import shaded_view
 
     front = shaded_view(model, model.vertices, side=False, size=96)
     background = np.isclose(front, 0.12).all(axis=2)

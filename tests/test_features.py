@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from steadytalk_backend.audio import SAMPLE_RATE, load_audio
-from steadytalk_backend.prosody import PHONE_INDEX, PHONE_SET, frame_energy_db, pitch_hz, s2a_features
+from steadytalk_backend.lipsync.audio import SAMPLE_RATE, load_audio
+from steadytalk_backend.lipsync.prosody import PHONE_INDEX, PHONE_SET, frame_energy_db, pitch_hz, s2a_features
 from steadytalk_shared.curves import Phone
 
 
@@ -40,7 +40,7 @@ def test_feature_layout_on_speech(demo_wav, engine, demo_transcript):
 
 
 def test_one_hot_of_manual_phones():
-    from steadytalk_backend.prosody import one_hot_phones
+    from steadytalk_backend.lipsync.prosody import one_hot_phones
 
     grid = one_hot_phones([Phone("AA", 0.1, 0.2)], 30, 100.0)
     assert grid[15, PHONE_INDEX["AA"]] == 1 and grid[5, PHONE_INDEX["SIL"]] == 1

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from steadytalk_backend.fitting import Fitter, Pose
+from steadytalk_backend.face.fitting import Fitter, Pose
 from steadytalk_shared.face_model import FaceModel
 from steadytalk_shared.schema import CHANNELS
 

@@ -16,11 +16,11 @@ from steadytalk_shared.schema import CHANNELS
 
 
 def test_phone_shapes_file_is_the_engines_table():
-    from steadytalk_backend.visemes import phone_shapes
+    from steadytalk_backend.lipsync.visemes import phone_shapes
 
     stored = json.loads(mapping.PHONE_SHAPES_PATH.read_text())
     assert stored["channels"] == list(CHANNELS)
-    assert stored["phones"] == phone_shapes(), "regenerate with steadytalk_backend.visemes.write_phone_shapes"
+    assert stored["phones"] == phone_shapes(), "regenerate with steadytalk_backend.lipsync.visemes.write_phone_shapes"
 
 
 @pytest.mark.parametrize(
@@ -73,7 +73,7 @@ def test_blend_is_a_capped_nonnegative_least_squares(seed):
 
 
 def curves_for(phones: list[tuple[str, float, float]], fps: float = 50.0) -> np.ndarray:
-    from steadytalk_backend.visemes import phones_to_curves
+    from steadytalk_backend.lipsync.visemes import phones_to_curves
 
     sequence = [Phone(p, a, b, "w") for p, a, b in phones]
     return phones_to_curves(sequence, int(phones[-1][2] * fps) + 1, fps)

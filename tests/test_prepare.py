@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from steadytalk_backend.avatar.prepare import PrepareConfig, PrepareError, Preparer
+from steadytalk_backend.avatar.video import CfrReport, frames_at_constant_rate, probe, read_frames
 from steadytalk_backend.cli import main
-from steadytalk_backend.prepare import PrepareConfig, PrepareError, Preparer
-from steadytalk_backend.video import CfrReport, frames_at_constant_rate, probe, read_frames
 from steadytalk_shared import render_contract as rc
 from steadytalk_shared.face_model import FaceModel
 from steadytalk_shared.schema import CHANNELS
@@ -105,8 +105,8 @@ def test_avatar_folder_contents(avatar):
 @pytest.mark.realdata
 def test_crops_and_shape_pass_line_up(avatar, clip_frames):
     """The fitted model, through the crop window, lands on the landmarks found in the crop."""
-    from steadytalk_backend.landmarks import FaceLandmarker, LandmarkerConfig
-    from steadytalk_backend.prepare import crop_image
+    from steadytalk_backend.avatar.crops import crop_image
+    from steadytalk_backend.face.landmarks import FaceLandmarker, LandmarkerConfig
 
     with np.load(avatar / "params.npz") as data:
         params = {k: data[k] for k in data.files}

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from steadytalk_backend.evaluation import evaluate_lipsync, find_clips, read_align
+from steadytalk_backend.evaluation.lipsync import evaluate_lipsync, find_clips, read_align
 from steadytalk_shared.schema import lip_aperture
 
 pytestmark = pytest.mark.realdata

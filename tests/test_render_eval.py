@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from steadytalk_backend.cli import main
-from steadytalk_backend.s2a_person import train_s2a
+from steadytalk_backend.render.s2a_person import train_s2a
 
 
 def test_eval_render_reports_figures_ablations_and_a_contact_sheet(trained_avatar, shared_data, tmp_path, capsys):

@@ -15,14 +15,15 @@ import pytest
 import zmq
 from conftest import serving
 
-from steadytalk_backend.audio import load_audio
 from steadytalk_backend.cli import main
-from steadytalk_backend.engine import LipsyncEngine
-from steadytalk_backend.inference import AvatarRenderer
-from steadytalk_backend.render_data import AvatarFrames
-from steadytalk_backend.render_service import Reference, audio_features
-from steadytalk_backend.server import FairQueue, LipsyncServer, ServerConfig, ServerSetupError
-from steadytalk_backend.shape_pass import ShapePassRenderer
+from steadytalk_backend.face.shape_pass import ShapePassRenderer
+from steadytalk_backend.lipsync.audio import load_audio
+from steadytalk_backend.lipsync.engine import LipsyncEngine
+from steadytalk_backend.render.data import AvatarFrames
+from steadytalk_backend.render.inference import AvatarRenderer
+from steadytalk_backend.render.pipeline import Reference, audio_features
+from steadytalk_backend.service.fair_queue import FairQueue
+from steadytalk_backend.service.server import LipsyncServer, ServerConfig, ServerSetupError
 from steadytalk_shared import protocol as wire
 from steadytalk_shared import render_contract as rc
 from steadytalk_shared.client import BackendClient, BackendError, BackendUnavailable, CurveKeys

@@ -11,12 +11,14 @@ import torch
 from conftest import tiny_preset
 
 from steadytalk_backend.cli import main
-from steadytalk_backend.inference import AvatarRenderer
-from steadytalk_backend.render_data import AvatarFrames
-from steadytalk_backend.renderer import NeuralRenderer, load_renderer, save_module
-from steadytalk_backend.s2a_person import S2AModel, train_s2a
-from steadytalk_backend.smoother import gaussian_smooth, load_smoother
-from steadytalk_backend.train_renderer import LossWeights, RendererTrainer, read_log
+from steadytalk_backend.lipsync.smoother import gaussian_smooth, load_smoother
+from steadytalk_backend.render.data import AvatarFrames
+from steadytalk_backend.render.inference import AvatarRenderer
+from steadytalk_backend.render.network import NeuralRenderer, load_renderer, save_module
+from steadytalk_backend.render.presets import LossWeights
+from steadytalk_backend.render.s2a_person import S2AModel, train_s2a
+from steadytalk_backend.render.train import RendererTrainer
+from steadytalk_backend.render.train_log import read_log
 from steadytalk_shared.smoothing import AdaptiveSmoother
 
 
@@ -161,7 +163,7 @@ def test_person_s2a_is_residual_and_chunks_exactly(grid_avatar, tmp_path):
     assert set(report["validation"]) == {"person", "engine"}
     model.save(tmp_path / "s2a.safetensors", report)
     loaded = S2AModel.load(tmp_path / "s2a.safetensors")
-    from steadytalk_backend.s2a_person import load_avatar_sequences
+    from steadytalk_backend.render.s2a_person import load_avatar_sequences
 
     features, engine, tracked, fps = load_avatar_sequences(grid_avatar)
     full = loaded.predict(features, engine, fps, chunk=len(engine))

@@ -9,7 +9,7 @@ import torch
 from conftest import extension_module
 from scipy.spatial.transform import Rotation
 
-from steadytalk_backend.shape_pass import ShapePassRenderer, srgb_encode
+from steadytalk_backend.face.shape_pass import ShapePassRenderer, srgb_encode
 from steadytalk_shared import render_contract as rc
 from steadytalk_shared.face_model import FaceModel
 from steadytalk_shared.schema import CHANNELS

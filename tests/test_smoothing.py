@@ -7,10 +7,10 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter1d
 
-from steadytalk_backend.phonetics import pronunciation_dictionary
-from steadytalk_backend.smoother import AdaptiveSmootherNet, load_smoother
-from steadytalk_backend.smoother import gaussian_smooth as torch_smooth
-from steadytalk_backend.train_smoother import TrainConfig, add_jitter, clean_sequence, train
+from steadytalk_backend.lipsync.phonetics import pronunciation_dictionary
+from steadytalk_backend.lipsync.smoother import AdaptiveSmootherNet, load_smoother
+from steadytalk_backend.lipsync.smoother import gaussian_smooth as torch_smooth
+from steadytalk_backend.lipsync.train_smoother import TrainConfig, add_jitter, clean_sequence, train
 from steadytalk_shared.msi import curve_msi
 from steadytalk_shared.schema import CHANNELS, lip_aperture
 from steadytalk_shared.smoothing import (

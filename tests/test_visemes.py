@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from steadytalk_backend.prosody import PHONE_SET
-from steadytalk_backend.visemes import DIPHTHONGS, VISEMES, phones_to_curves
+from steadytalk_backend.lipsync.prosody import PHONE_SET
+from steadytalk_backend.lipsync.visemes import DIPHTHONGS, VISEMES, phones_to_curves
 from steadytalk_shared.curves import Phone
 from steadytalk_shared.schema import CHANNELS, lip_aperture
 

@@ -1,0 +1,201 @@
+"""``steadytalk prepare``, ``train`` and ``face-model``: a person's video into a trained avatar, and
+the canonical face model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ..errors import SteadyTalkError
+from .common import add_transcript_options, positive_fps, read_transcript
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    prep = sub.add_parser("prepare", help="reference video -> avatar folder (tracking, crops, audio features)")
+    prep.add_argument("video", type=Path, help="a video of one person talking, with sound (mp4, mov, mkv, webm, mpg)")
+    prep.add_argument("--out", type=Path, required=True, help="avatar folder (created; a rerun resumes it)")
+    prep.add_argument(
+        "--size", type=int, action="append", choices=(256, 512), help="crop size; repeat for both (default 256)"
+    )
+    prep.add_argument("--fps", type=positive_fps, default=None, help="output frame rate (default: the video's)")
+    add_transcript_options(prep, "the words spoken, for a more accurate phone alignment")
+    prep.add_argument("--force", action="store_true", help="rebuild an avatar folder made from another video")
+    prep.add_argument("--quiet", action="store_true", help="no progress bar")
+    prep.set_defaults(handler=cmd_prepare)
+
+    trainer = sub.add_parser("train", help="train an avatar's neural renderer and audio-to-expression model")
+    trainer.add_argument("avatar", type=Path, help="an avatar folder made by steadytalk prepare")
+    trainer.add_argument(
+        "--preset",
+        choices=("tiny", "standard", "high"),
+        default="standard",
+        help="tiny: minutes on a CPU; standard: 256x256 on one GPU; high: 512x512 crops",
+    )
+    trainer.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when there is one)")
+    trainer.add_argument("--restart", action="store_true", help="discard an unfinished run instead of resuming it")
+    trainer.add_argument(
+        "--ablation",
+        choices=("full", "no_erosion", "no_transformer", "no_audio_fusion"),
+        help="train a model without one component (or the full one) into AVATAR/ablations/NAME, for eval render",
+    )
+    trainer.add_argument("--epochs", type=int, help="override the preset's renderer-alone epochs")
+    trainer.add_argument("--joint-epochs", type=int, help="override the preset's joint epochs (with the smoother)")
+    trainer.add_argument("--max-seconds", type=float, help="train on the avatar's first seconds only")
+    trainer.add_argument("--quiet", action="store_true", help="no progress bar")
+    trainer.set_defaults(handler=cmd_train)
+
+    face = sub.add_parser("face-model", help="the canonical face model (mesh + ARKit blendshapes)")
+    face_sub = face.add_subparsers(dest="action", required=True)
+    face_build = face_sub.add_parser("build", help="rebuild shared/data/face_model.npz from a talking-head video")
+    face_build.add_argument(
+        "--video", type=Path, default=Path("../shared/data/video/grid_s1_train_300s.mp4"), help="frontal talking head"
+    )
+    face_build.add_argument("--out", type=Path, default=None, help="default: the model the package loads")
+    face_sheet = face_sub.add_parser("sheet", help="pictures of every blendshape (neutral vs 1.0, front and side)")
+    face_sheet.add_argument("--out", type=Path, default=Path("face_model_sheets"))
+    face.set_defaults(handler=cmd_face_model)
+
+
+class StageBars:
+    """One tqdm bar per stage of ``prepare`` (frames/s shown), on stderr."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._enabled = enabled
+        self._bar = None
+        self._stage = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self._enabled:
+            return
+        if stage != self._stage:
+            self.close()
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=f"{stage:<9}", unit="frame" if total > 3 else "step", leave=True)
+            self._stage = stage
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from ..avatar.prepare import PrepareConfig, prepare
+
+    sizes = tuple(sorted(set(args.size or [256])))
+    config = PrepareConfig(sizes=sizes, fps=args.fps, transcript=read_transcript(args))
+    bars = StageBars(not args.quiet)
+    started = time.perf_counter()
+    try:
+        manifest = prepare(args.video, args.out, config, force=args.force, progress=bars)
+    finally:
+        bars.close()
+    elapsed = time.perf_counter() - started
+    video, report = manifest.video, manifest.report
+    worked = sum(stage.get("seconds", 0.0) for stage in manifest.stages.values())
+    print(f"avatar written to {args.out}")
+    print(f"  video        {video['width']}x{video['height']}, {video['frames']} frames at {video['fps']:g} fps")
+    print(f"               {manifest.stages['landmarks']['cfr']}")
+    print(
+        f"  tracked      {report['tracked_share']:.1%} of frames ({report['interpolated_frames']} interpolated), "
+        f"reprojection {report['reprojection_error_iod']['mean']:.2%} of the eye distance"
+    )
+    print(f"  audio        {manifest.stages['audio']['mode']}")
+    print(
+        f"  took         {elapsed:.1f} s this run; {worked:.1f} s in all "
+        f"({video['frames'] / max(worked, 1e-9):.1f} frames/s)"
+    )
+    return 0
+
+
+class TrainBar:
+    """One tqdm bar over all epochs (ETA shown) with the current losses."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._enabled = enabled
+        self._bar = None
+        self._desc = None
+
+    def __call__(self, stage: str, done: int, total: int, losses: dict) -> None:
+        if not self._enabled:
+            return
+        if self._bar is None or self._desc != stage:
+            self.close()
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, initial=done - 1, desc=f"{stage:<8}", unit="step", leave=True)
+            self._desc = stage
+        self._bar.update(done - self._bar.n)
+        self._bar.set_postfix(l1=f"{losses['l1']:.4f}", lip=f"{losses['lip']:.4f}", refresh=False)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..render.presets import ABLATIONS, MODEL_DIR, preset_with
+    from ..render.s2a_person import train_s2a
+    from ..render.train import RendererTrainer
+
+    avatar: Path = args.avatar
+    if not (avatar / "manifest.json").exists():
+        raise SteadyTalkError(f"{avatar} is not an avatar folder.", "Make one with: steadytalk prepare VIDEO --out DIR")
+    changes = dict(ABLATIONS.get(args.ablation or "", {}))
+    for name in ("epochs", "joint_epochs", "max_seconds"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
+    preset = preset_with(args.preset, **changes)
+    out = avatar / "ablations" / args.ablation if args.ablation else avatar / MODEL_DIR
+    s2a_path = avatar / MODEL_DIR / "s2a.safetensors"
+    if not args.ablation and (args.restart or not s2a_path.exists()):
+        print("audio-to-expression: fitting the person's residual over the rule engine", file=sys.stderr)
+        model, report = train_s2a(avatar)
+        model.save(s2a_path, report)
+        v = report["validation"]
+        print(
+            f"  held-back frames: mouth RMSE {v['person']['rmse_mouth']:.4f} "
+            f"(rule engine {v['engine']['rmse_mouth']:.4f}), jawOpen r {v['person']['pearson_jaw_open']:.3f} "
+            f"(rule engine {v['engine']['pearson_jaw_open']:.3f})"
+        )
+    bar = TrainBar(not args.quiet)
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    try:
+        trainer = RendererTrainer(avatar, preset, device=args.device, progress=bar, log=log, out=out)
+        summary = trainer.run(restart=args.restart)
+    except KeyboardInterrupt:
+        bar.close()
+        print("interrupted: run the same command again to resume from the last finished epoch", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    print(f"model written to {out}")
+    print(
+        f"  {summary['epochs']} epochs, {summary['steps']} steps in {summary['seconds']:.0f} s "
+        f"({summary['frames_per_second']:.1f} frames/s on {trainer.device}); "
+        f"held-back L1 {summary['validation_l1']:.4f}"
+    )
+    print(f"  losses: {out / 'train_log.tsv'} and {out / 'losses.png'}")
+    return 0
+
+
+def cmd_face_model(args: argparse.Namespace) -> int:
+    from steadytalk_shared.face_model import DEFAULT_PATH, FaceModel
+
+    if args.action == "build":
+        from ..face.model_build import build
+
+        if not args.video.exists():
+            raise SteadyTalkError(f"Video not found: {args.video}.", "Pass --video with a frontal talking-head video.")
+        build(args.video, args.out or DEFAULT_PATH)
+        return 0
+    from ..face.preview import write_sheets
+
+    paths = write_sheets(FaceModel.load(), args.out)
+    print(f"wrote {len(paths)} pictures to {args.out} (start with {paths[0].name})")
+    return 0

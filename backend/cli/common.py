@@ -1,0 +1,82 @@
+"""What every command group shares: argument types, the transcript options, progress bars and
+output-path checks. User errors are ``SteadyTalkError`` (one line, exit status 2)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import SteadyTalkError
+
+
+def positive_fps(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"fps must be a number like 25 or 29.97, got {text!r}") from None
+    if not (1.0 <= value <= 1000.0):
+        raise argparse.ArgumentTypeError(f"fps must be between 1 and 1000, got {text}")
+    return value
+
+
+def smoothing_strength(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"smoothing strength must be a number, got {text!r}") from None
+    if not (0.0 <= value <= 10.0):
+        raise argparse.ArgumentTypeError("smoothing strength must be between 0 (off) and 10; 1 is the default")
+    return value
+
+
+def add_transcript_options(parser: argparse.ArgumentParser, typed_help: str) -> None:
+    """``--transcript TEXT`` or ``--transcript-file FILE`` (one of them at most)."""
+    text = parser.add_mutually_exclusive_group()
+    text.add_argument("--transcript", help=typed_help)
+    text.add_argument("--transcript-file", type=Path, help="a UTF-8 text file with the words spoken")
+
+
+def read_transcript(args: argparse.Namespace) -> str | None:
+    if args.transcript_file is None:
+        return args.transcript
+    try:
+        return args.transcript_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SteadyTalkError(f"Transcript file not found: {args.transcript_file}.", "Check the path.") from None
+    except (UnicodeDecodeError, IsADirectoryError) as exc:
+        raise SteadyTalkError(
+            f"Could not read the transcript {args.transcript_file} ({exc}).", "Save it as UTF-8 plain text."
+        ) from None
+
+
+def check_outputs(*paths: Path | None) -> None:
+    """Refuse unusable output paths before any work is done (and before anything is written)."""
+    for path in paths:
+        if path is None:
+            continue
+        if path.is_dir():
+            raise SteadyTalkError(f"{path} is a folder.", "Give a file name, e.g. --out curves.json.")
+        if not path.parent.is_dir():
+            raise SteadyTalkError(f"Output folder does not exist: {path.parent}.", "Create it or choose another path.")
+
+
+class ProgressBar:
+    """A tqdm percentage bar on stderr, driven by ``(fraction, stage)`` callbacks; silent when disabled."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._bar = None
+        self._enabled = enabled
+
+    def __call__(self, fraction: float, stage: str) -> None:
+        if not self._enabled:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=100, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
+        self._bar.set_description(stage)
+        self._bar.update(int(fraction * 100) - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
