@@ -1,4 +1,4 @@
-"""Operators: Add Face Rig, Lip-sync from Audio (+ cancel), connection tools, custom mapping.
+"""Operators: Add Face Rig, Lip-sync from Audio (+ cancel), connection tools, avatars.
 
 "Lip-sync from Audio" collects everything from the UI on the main thread, sends the audio
 from a worker thread (``backend_link.Job``) and applies the result on the main thread:
@@ -14,7 +14,6 @@ from pathlib import Path
 
 import bpy
 
-from ..shared import mapping
 from ..shared.face_model import FaceModel
 from . import backend_link, lipsync, preferences
 from .backend_link import Job, UserFacingError
@@ -45,19 +44,23 @@ def audio_source(scene: bpy.types.Scene) -> AudioSource:
         strip = lipsync.all_strips(editor).get(settings.sound_strip) if editor else None
         if strip is None or strip.type != "SOUND" or strip.sound is None:
             raise UserFacingError("Choose a sound strip of this scene's Video Sequencer, or switch the source to File.")
-        sound = strip.sound
-        if sound.packed_file is not None:
-            source = AudioSource(strip.name, None, bytes(sound.packed_file.data), int(strip.frame_start), False)
-        else:
-            path = Path(bpy.path.abspath(sound.filepath, library=sound.library))
-            if not path.is_file():
-                raise UserFacingError(f"The sound strip {strip.name!r} points to {path}, which does not exist.")
-            source = AudioSource(strip.name, str(path), None, int(strip.frame_start), False)
+        source = strip_audio(strip)
     if settings.start == "CURRENT":
         return replace(source, start_frame=scene.frame_current)
     if settings.start == "CUSTOM":
         return replace(source, start_frame=settings.start_frame)
     return source
+
+
+def strip_audio(strip) -> AudioSource:
+    """The audio of a sound strip: its packed bytes, or the file it points to (checked here)."""
+    sound = strip.sound
+    if sound.packed_file is not None:
+        return AudioSource(strip.name, None, bytes(sound.packed_file.data), int(strip.frame_start), False)
+    path = Path(bpy.path.abspath(sound.filepath, library=sound.library))
+    if not path.is_file():
+        raise UserFacingError(f"The sound strip {strip.name!r} points to {path}, which does not exist.")
+    return AudioSource(strip.name, str(path), None, int(strip.frame_start), False)
 
 
 def transcript_of(scene: bpy.types.Scene) -> str | None:
@@ -85,10 +88,31 @@ def redraw_panels() -> None:
                 area.tag_redraw()
 
 
+def key_settings(scene: bpy.types.Scene) -> dict:
+    """The Keys box of the panel as ApplySettings fields."""
+    settings = scene.steadytalk
+    return {
+        "push_to_nla": settings.push_to_nla,
+        "tolerance": settings.tolerance if settings.key_mode == "REDUCED" else None,
+        "hold": settings.hold_frames if settings.key_mode == "STEPPED" else 0,
+        "extend_range": settings.extend_range,
+    }
+
+
+def describe_applied(name: str, plan, first: int, frames: int, extra: list[str]) -> str:
+    """The one line the panel shows after a lip-sync: what was keyed, by which convention."""
+    note = f"; no target for {len(plan.unmatched)}" if plan.unmatched else ""
+    warn = "".join(f"; {text}" for text in extra)
+    driven = plan.summary() or "mouth index"
+    return f"{name}: {driven} (frames {first}-{first + frames - 1}; {plan.reason}){note}{warn}"
+
+
 def start_lipsync(context: bpy.types.Context, push_undo: bool) -> Job:
     """Validate the request, then start the backend job; raises UserFacingError for bad input."""
     scene = context.scene
-    obj = lipsync.check_rig(context.active_object)
+    obj = context.active_object
+    selected = [o for o in context.selected_objects if o != obj]
+    lipsync.check_character(obj, selected)
     source = audio_source(scene)
     transcript = transcript_of(scene)
     connection = preferences.connection(context)
@@ -100,8 +124,8 @@ def start_lipsync(context: bpy.types.Context, push_undo: bool) -> Job:
         audio_name=source.name,
         audio_path=source.path if source.from_file else None,
         add_sound_strip=settings.add_sound_strip,
-        push_to_nla=settings.push_to_nla,
-        tolerance=settings.tolerance if settings.key_mode == "REDUCED" else None,
+        selected=tuple(o.name for o in selected),
+        **key_settings(scene),
     )
     strength = settings.smoothing_strength
     scene_name = scene.name
@@ -128,17 +152,13 @@ def start_lipsync(context: bpy.types.Context, push_undo: bool) -> Job:
         scene_now = bpy.data.scenes.get(scene_name)
         if scene_now is None:
             raise UserFacingError("The scene was deleted before the lip-sync arrived.")
-        action, notes = lipsync.apply_result(scene_now, job.result, apply_settings)
         result = job.result
-        _, targets, unmatched = lipsync.rig_targets(bpy.data.objects[apply_settings.object_name])
-        last = apply_settings.start_frame + result.num_frames - 1
-        note = f"; not found on the rig: {len(unmatched)}" if unmatched else ""
-        warn = "".join(f"; {text}" for text in [*result.warnings, *notes])
-        backend_link.set_message(
-            "INFO",
-            f"{action.name}: {len(targets)} shape keys keyed, frames {apply_settings.start_frame}-{last} "
-            f"({result.duration:.1f} s, {result.mode}){note}{warn}",
-        )
+        actions, notes, plan = lipsync.apply_result(scene_now, result, apply_settings)
+        text = describe_applied(
+            actions[0].name if actions else "SteadyTalk", plan, apply_settings.start_frame, result.num_frames,
+            [*result.warnings, *notes],
+        )  # fmt: skip
+        backend_link.set_message("INFO", f"{text} ({result.duration:.1f} s, {result.mode})")
         if push_undo:
             try:
                 bpy.ops.ed.undo_push(message="Lip-sync from Audio")
@@ -150,7 +170,7 @@ def start_lipsync(context: bpy.types.Context, push_undo: bool) -> Job:
     return job
 
 
-class _JobOperator:
+class JobOperator:
     """An operator that starts a ``backend_link`` job: ``execute`` (scripts, the ``bpy``
     module) leaves it to the timer; ``invoke`` (the UI) follows it modally, Esc cancels."""
 
@@ -197,8 +217,8 @@ class _JobOperator:
         return {"FINISHED"} if level == "INFO" else {"CANCELLED"}
 
 
-class STEADYTALK_OT_lipsync(_JobOperator, bpy.types.Operator):
-    """Turn speech into mouth animation on the active rig's shape keys (runs in the background)"""
+class STEADYTALK_OT_lipsync(JobOperator, bpy.types.Operator):
+    """Turn speech into mouth animation on the active character: all its meshes with matching shape keys"""
 
     bl_idname = "steadytalk.lipsync"
     bl_label = "Lip-sync from Audio"
@@ -281,70 +301,6 @@ class STEADYTALK_OT_add_face_rig(bpy.types.Operator):
         return {"FINISHED"}
 
 
-def _active_rig(context: bpy.types.Context) -> bpy.types.Object | None:
-    obj = context.active_object
-    return obj if obj is not None and obj.type == "MESH" else None
-
-
-class _OnActiveRig:
-    """Operators that edit the active mesh's Steady Talk settings."""
-
-    bl_options = {"REGISTER", "UNDO"}
-
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        return _active_rig(context) is not None
-
-
-class STEADYTALK_OT_mapping_from_preset(_OnActiveRig, bpy.types.Operator):
-    """Fill the custom mapping with what the rig convention finds (unmatched sources get an empty row)"""
-
-    bl_idname = "steadytalk.mapping_from_preset"
-    bl_label = "Fill from Convention"
-
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        obj = _active_rig(context)
-        settings = obj.steadytalk
-        preset = mapping.PRESETS[settings.preset]
-        found, _ = mapping.match_targets(preset, lipsync.shape_key_names(obj))
-        settings.mapping.clear()
-        for source in preset.sources:
-            entry = settings.mapping.add()
-            entry.source, entry.target, entry.scale = source, found.get(source, ""), 1.0
-        settings.use_custom_mapping = True
-        return {"FINISHED"}
-
-
-class STEADYTALK_OT_mapping_add(_OnActiveRig, bpy.types.Operator):
-    """Add a row to the custom mapping"""
-
-    bl_idname = "steadytalk.mapping_add"
-    bl_label = "Add Mapping Row"
-
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        settings = _active_rig(context).steadytalk
-        settings.mapping.add()
-        settings.mapping_index = len(settings.mapping) - 1
-        return {"FINISHED"}
-
-
-class STEADYTALK_OT_mapping_remove(_OnActiveRig, bpy.types.Operator):
-    """Remove the selected row of the custom mapping"""
-
-    bl_idname = "steadytalk.mapping_remove"
-    bl_label = "Remove Mapping Row"
-
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        return super().poll(context) and len(context.active_object.steadytalk.mapping) > 0
-
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        settings = _active_rig(context).steadytalk
-        settings.mapping.remove(settings.mapping_index)
-        settings.mapping_index = max(0, min(settings.mapping_index, len(settings.mapping) - 1))
-        return {"FINISHED"}
-
-
 class STEADYTALK_OT_load_avatar(bpy.types.Operator):
     """Build a trained avatar's rig, cameras, head-pose animation and plate in this scene"""
 
@@ -371,7 +327,7 @@ class STEADYTALK_OT_load_avatar(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class STEADYTALK_OT_render_photoreal(_JobOperator, bpy.types.Operator):
+class STEADYTALK_OT_render_photoreal(JobOperator, bpy.types.Operator):
     """Render the avatar's photoreal frames for the scene's frame range through the backend
     (only frames not rendered yet; they go to the sequencer as an image strip)"""
 
@@ -401,7 +357,4 @@ CLASSES = (
     STEADYTALK_OT_test_connection,
     STEADYTALK_OT_stop_local_backend,
     STEADYTALK_OT_add_face_rig,
-    STEADYTALK_OT_mapping_from_preset,
-    STEADYTALK_OT_mapping_add,
-    STEADYTALK_OT_mapping_remove,
 )

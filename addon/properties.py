@@ -17,13 +17,21 @@ from bpy.props import (
     StringProperty,
 )
 
-from ..shared.mapping import DEFAULT_PRESET, PRESETS
+from ..shared.mapping import AUTO, DEFAULT_PRESET, PRESETS
 
-PRESET_ITEMS = [(p.id, p.label, p.description) for p in PRESETS.values()]
+PRESET_ITEMS = [
+    (AUTO, "Auto", "Find the convention from the character's shape keys (and VRM expressions); the panel says why"),
+    *((p.id, p.label, p.description) for p in PRESETS.values()),
+]
 
 
 class STEADYTALK_PG_mapping_entry(bpy.types.PropertyGroup):
     source: StringProperty(name="Source", description="ARKit channel or viseme the curve comes from")
+    object: PointerProperty(
+        type=bpy.types.Object,
+        name="Mesh",
+        description="The mesh whose shape key this is (empty: every mesh that has it)",
+    )
     target: StringProperty(name="Shape Key", description="Shape key of this rig that the curve drives")
     scale: FloatProperty(name="Scale", default=1.0, min=0.0, soft_max=2.0, description="Multiplies the curve")
 
@@ -39,6 +47,20 @@ def _resmooth(self: STEADYTALK_PG_rig, context: bpy.types.Context) -> None:
 class STEADYTALK_PG_rig(bpy.types.PropertyGroup):
     preset: EnumProperty(
         name="Rig Convention", items=PRESET_ITEMS, default=DEFAULT_PRESET, description="How this rig names its shapes"
+    )
+    use_mouth_index: BoolProperty(
+        name="Mouth Index",
+        description="Key a number property of this object with the shown mouth shape (Rhubarb A-H, X), for 2D rigs",
+    )
+    mouth_index_path: StringProperty(
+        name="Property",
+        default='["mouth_shape"]',
+        description='Data path on this object: a custom property (["mouth_shape"]) or image_user.frame_offset',
+    )
+    mouth_index_order: StringProperty(
+        name="Order",
+        default="XABCDEFGH",
+        description="The Rhubarb shapes in the order of your drawings: the index is the letter's position",
     )
     use_custom_mapping: BoolProperty(
         name="Custom Mapping", description="Drive the shape keys listed below instead of matching names"
@@ -105,8 +127,15 @@ class STEADYTALK_PG_scene(bpy.types.PropertyGroup):
         items=[
             ("REDUCED", "Reduced", "Sparse Bezier keys within the tolerance: easy to edit"),
             ("DENSE", "Every Frame", "One key per frame: exactly the curves"),
+            ("STEPPED", "Stepped", "Constant keys, one mouth shape at a time held a minimum of frames (sprite mouths)"),
         ],
         default="REDUCED",
+    )
+    hold_frames: IntProperty(
+        name="Minimum Hold", default=2, min=1, max=24, description="Frames each stepped mouth shape is held at least"
+    )
+    extend_range: BoolProperty(
+        name="Extend Scene Range", default=True, description="Make the scene's end frame cover the result"
     )
     tolerance: FloatProperty(
         name="Tolerance", default=0.01, min=0.0005, max=0.2, precision=4, description="Largest error of reduced keys"
@@ -119,14 +148,25 @@ class STEADYTALK_PG_scene(bpy.types.PropertyGroup):
 CLASSES = (STEADYTALK_PG_mapping_entry, STEADYTALK_PG_rig, STEADYTALK_PG_scene)
 
 
+# Sound strips name the character they are spoken by (Lip-sync All Sound Strips); Blender 4.4
+# renamed the strip type from Sequence to Strip.
+STRIP_TYPE = getattr(bpy.types, "Strip", None) or bpy.types.Sequence
+
+
 def register() -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     bpy.types.Object.steadytalk = PointerProperty(type=STEADYTALK_PG_rig)
     bpy.types.Scene.steadytalk = PointerProperty(type=STEADYTALK_PG_scene)
+    STRIP_TYPE.steadytalk_target = PointerProperty(
+        type=bpy.types.Object,
+        name="Character",
+        description="Who speaks this strip (empty: a rig whose name the strip's name contains)",
+    )
 
 
 def unregister() -> None:
+    del STRIP_TYPE.steadytalk_target
     del bpy.types.Scene.steadytalk
     del bpy.types.Object.steadytalk
     for cls in reversed(CLASSES):

@@ -4,21 +4,51 @@ from __future__ import annotations
 
 import bpy
 
-from . import backend_link, lipsync
+from . import backend_link, batch, character, lipsync
 
 MAX_UNMATCHED_SHOWN = 8
+MAX_STRIPS_SHOWN = 12
 
 
 class STEADYTALK_UL_mapping(bpy.types.UIList):
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):  # noqa: PLR0913
         row = layout.row(align=True)
         row.prop(item, "source", text="", emboss=False)
-        key = data.id_data.data.shape_keys if isinstance(data.id_data, bpy.types.Object) else None
+        row.prop(item, "object", text="")
+        owner = item.object or (data.id_data if isinstance(data.id_data, bpy.types.Object) else None)
+        key = owner.data.shape_keys if owner is not None and owner.type == "MESH" else None
         if key is not None:
             row.prop_search(item, "target", key, "key_blocks", text="")
         else:
             row.prop(item, "target", text="")
         row.prop(item, "scale", text="")
+
+
+def _names(names: list[str], limit: int = MAX_UNMATCHED_SHOWN) -> str:
+    more = f" +{len(names) - limit}" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def draw_character(layout: bpy.types.UILayout, context: bpy.types.Context, obj: bpy.types.Object) -> None:
+    """What lip-sync will drive on the active object's character, and why."""
+    selected = [o for o in context.selected_objects if o != obj]
+    try:
+        plan = character.plan_for(obj, selected)
+    except Exception as exc:  # drawing must never fail; the operator reports the real error
+        layout.label(text=f"Cannot read the rig: {exc}", icon="ERROR")
+        return
+    for i, line in enumerate(_wrap(plan.reason, 60)):
+        layout.label(text=line, icon="INFO" if i == 0 else "BLANK1")
+    if plan.targets:
+        for i, line in enumerate(_wrap(f"Driven: {plan.summary()}", 60)):
+            layout.label(text=line, icon="CHECKMARK" if i == 0 else "BLANK1")
+    elif not obj.steadytalk.use_mouth_index:
+        layout.label(text="Nothing to drive on this character", icon="ERROR")
+    if plan.unmatched and plan.targets:
+        layout.label(text=f"No target: {_names(plan.unmatched)}", icon="ERROR")
+    empty = sorted({k for keys in plan.empty.values() for k in keys})
+    if empty:
+        layout.label(text=f"Move no vertex (not driven): {_names(empty)}", icon="ERROR")
 
 
 class STEADYTALK_PT_main(bpy.types.Panel):
@@ -33,12 +63,12 @@ class STEADYTALK_PT_main(bpy.types.Panel):
         obj = context.active_object
 
         box = layout.box()
-        box.label(text="Rig", icon="SHAPEKEY_DATA")
+        box.label(text="Character", icon="SHAPEKEY_DATA")
         row = box.row(align=True)
         row.operator("steadytalk.add_face_rig", icon="ADD")
         row.operator("steadytalk.load_avatar", icon="USER")
-        if obj is None or obj.type != "MESH":
-            box.label(text="Select a mesh with shape keys", icon="INFO")
+        if obj is None:
+            box.label(text="Select the face mesh or armature of a character", icon="INFO")
         else:
             rig = obj.steadytalk
             box.prop(rig, "preset")
@@ -49,14 +79,15 @@ class STEADYTALK_PT_main(bpy.types.Panel):
                 column = row.column(align=True)
                 column.operator("steadytalk.mapping_add", icon="ADD", text="")
                 column.operator("steadytalk.mapping_remove", icon="REMOVE", text="")
-            box.operator("steadytalk.mapping_from_preset", icon="PRESET")
-            if obj.data.shape_keys is not None:
-                preset, targets, unmatched = lipsync.rig_targets(obj)
-                box.label(text=f"{len(targets)} of {len(preset.sources)} driven", icon="CHECKMARK")
-                if unmatched:
-                    shown = ", ".join(unmatched[:MAX_UNMATCHED_SHOWN])
-                    more = f" +{len(unmatched) - MAX_UNMATCHED_SHOWN}" if len(unmatched) > MAX_UNMATCHED_SHOWN else ""
-                    box.label(text=f"No target: {shown}{more}", icon="ERROR")
+            row = box.row(align=True)
+            row.operator("steadytalk.mapping_from_preset", icon="PRESET")
+            row.operator("steadytalk.read_vrm_expressions", icon="FILE")
+            draw_character(box, context, obj)
+            box.prop(rig, "use_mouth_index")
+            if rig.use_mouth_index:
+                row = box.row(align=True)
+                row.prop(rig, "mouth_index_path", text="")
+                row.prop(rig, "mouth_index_order", text="")
 
         box = layout.box()
         box.label(text="Audio", icon="SOUND")
@@ -85,7 +116,11 @@ class STEADYTALK_PT_main(bpy.types.Panel):
         row.prop(settings, "key_mode", expand=True)
         if settings.key_mode == "REDUCED":
             box.prop(settings, "tolerance")
-        box.prop(settings, "push_to_nla")
+        elif settings.key_mode == "STEPPED":
+            box.prop(settings, "hold_frames")
+        row = box.row(align=True)
+        row.prop(settings, "push_to_nla")
+        row.prop(settings, "extend_range")
 
         job = backend_link.current()
         if job is not None and not job.finished:
@@ -98,13 +133,14 @@ class STEADYTALK_PT_main(bpy.types.Panel):
             row.operator("steadytalk.cancel", text="", icon="CANCEL")
         else:
             layout.operator("steadytalk.lipsync", icon="PLAY_SOUND")
+            draw_strips(layout, context)
             if obj is not None and obj.get("steadytalk_avatar"):
                 box = layout.box()
                 box.label(text="Photoreal", icon="RENDER_ANIMATION")
                 box.prop(settings, "photoreal_dir")
                 box.operator("steadytalk.render_photoreal", icon="RENDER_ANIMATION")
 
-        if obj is not None and obj.type == "MESH" and obj.steadytalk.result_action is not None:
+        if obj is not None and obj.steadytalk.result_action is not None:
             box = layout.box()
             box.label(text=f"Result: {obj.steadytalk.result_action.name}", icon="ACTION")
             box.prop(obj.steadytalk, "smoothing_strength", text="Re-smooth")
@@ -114,6 +150,25 @@ class STEADYTALK_PT_main(bpy.types.Panel):
             icon = {"ERROR": "ERROR", "WARNING": "ERROR"}.get(level, "INFO")
             for i, line in enumerate(_wrap(text, 60)):
                 layout.label(text=line, icon=icon if i == 0 else "BLANK1")
+
+
+def draw_strips(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+    """The sequencer's dialogue strips, each with who speaks it, and the batch button."""
+    strips = batch.dialogue_strips(context.scene)
+    if not strips:
+        return
+    box = layout.box()
+    box.label(text="Dialogue Strips", icon="SEQUENCE")
+    for strip in strips[:MAX_STRIPS_SHOWN]:
+        row = box.row(align=True)
+        row.label(text=strip.name)
+        row.prop(strip, "steadytalk_target", text="")
+        if strip.steadytalk_target is None:
+            guess = batch.strip_target(context.scene, strip)
+            row.label(text=f"-> {guess.name}" if guess else "-> nobody", icon="LINKED" if guess else "ERROR")
+    if len(strips) > MAX_STRIPS_SHOWN:
+        box.label(text=f"... and {len(strips) - MAX_STRIPS_SHOWN} more")
+    box.operator("steadytalk.lipsync_all_strips", icon="PLAY_SOUND")
 
 
 def _wrap(text: str, width: int) -> list[str]:
