@@ -16,6 +16,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
+from blender_rigs import activate, mesh_with_keys  # noqa: E402
 from conftest import EXTENSION_PACKAGE, extension_module, register_addon, unused_loopback_port  # noqa: E402
 
 from steadytalk_shared import mapping  # noqa: E402
@@ -147,7 +148,8 @@ def test_rerun_replaces_only_its_own_result(addon, demo_wav, tmp_path):
     lipsync_once(addon, audio_path=str(demo_wav), key_mode="DENSE")
     first = obj.steadytalk.result_action
     assert first is not None and key.animation_data.action == first
-    assert mine.name in bpy.data.actions and mine.use_fake_user  # kept safe, not deleted
+    # The user's action is pushed down onto the NLA (as Push Down does), not deleted or hidden.
+    assert [s.action for t in key.animation_data.nla_tracks for s in t.strips] == [mine]
     # The same file again, pushed to the NLA this time: one result, one sound strip.
     lipsync_once(addon, audio_path=str(demo_wav), key_mode="DENSE", push_to_nla=True)
     results = [a for a in bpy.data.actions if a.name.startswith("SteadyTalk")]
@@ -167,6 +169,10 @@ def test_rerun_replaces_only_its_own_result(addon, demo_wav, tmp_path):
     lipsync_once(addon, audio_path=str(other), key_mode="DENSE", push_to_nla=False)
     results = [a.name for a in bpy.data.actions if a.name.startswith("SteadyTalk")]
     assert results == ["SteadyTalk other take"] and mine.name in bpy.data.actions
+    assert [s.action for t in key.animation_data.nla_tracks for s in t.strips] == [mine]  # still there, once
+    if sound_strips_supported():
+        sounds = [s for s in extension_module("lipsync").strips_of(scene.sequence_editor) if s.type == "SOUND"]
+        assert [s.name for s in sounds] == ["other take"]  # the first take's strip went with its result
 
 
 def test_sound_strip_source_and_viseme_preset(addon, backend_process, demo_wav):
@@ -178,18 +184,12 @@ def test_sound_strip_source_and_viseme_preset(addon, backend_process, demo_wav):
     strips = extension_module("lipsync").strips_of(editor)
     strips.new_sound("dialogue", str(demo_wav), 3, 40)
     # A viseme rig: Oculus names as Ready Player Me spells them, plus one unrelated key.
-    mesh = bpy.data.meshes.new("head")
-    mesh.from_pydata([(0, 0, 0), (1, 0, 0), (0, 1, 0)], [], [(0, 1, 2)])
-    obj = bpy.data.objects.new("head", mesh)
-    scene.collection.objects.link(obj)
-    obj.shape_key_add(name="Basis")
-    for name in ("viseme_sil", "viseme_PP", "viseme_aa", "viseme_O", "viseme_ou", "eyesClosed"):
-        obj.shape_key_add(name=name).value = 0.0
-    bpy.context.view_layer.objects.active = obj
+    obj = mesh_with_keys("head", ["viseme_sil", "viseme_PP", "viseme_aa", "viseme_O", "viseme_U", "eyesClosed"])
+    activate(obj)
     obj.steadytalk.preset = "OCULUS"
     lipsync_once(addon, source="STRIP", sound_strip="dialogue", key_mode="DENSE")
     assert addon.last_message[0] == "INFO", addon.last_message
-    assert "not found on the rig" in addon.last_message[1]
+    assert "no target for 10" in addon.last_message[1]
     expected = result_from_backend(backend_process[1], demo_wav, 24.0)
     visemes = mapping.viseme_curves(mapping.PRESETS["OCULUS"], expected.smoothed)
     keys = obj.data.shape_keys.key_blocks

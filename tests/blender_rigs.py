@@ -1,0 +1,57 @@
+"""Small third-party-like rigs the Blender tests build themselves (real ``bpy`` data).
+
+Each stands for a kind of character users bring: a head and teeth under one armature (Ready
+Player Me), Oculus visemes in RPM spelling, a two-morph rig, a rig whose ``jawOpen`` is empty
+(VRoid). Shape keys move their vertices unless listed as empty.
+"""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+
+
+def mesh_with_keys(
+    name: str,
+    keys: list[str],
+    empty: tuple[str, ...] = (),
+    offset: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    collection: bpy.types.Collection | None = None,
+) -> bpy.types.Object:
+    """A quad mesh with a Basis and ``keys`` (each lifts the quad by a different height)."""
+    mesh = bpy.data.meshes.new(name)
+    mesh.from_pydata([(x + offset[0], y + offset[1], offset[2]) for x in (0, 1) for y in (0, 1)], [], [(0, 1, 3, 2)])
+    obj = bpy.data.objects.new(name, mesh)
+    (collection or bpy.context.scene.collection).objects.link(obj)
+    obj.shape_key_add(name="Basis", from_mix=False)
+    for i, key_name in enumerate(keys):
+        block = obj.shape_key_add(name=key_name, from_mix=False)
+        block.value = 0.0  # Blender 5.0 makes new keys at 1.0
+        if key_name not in empty:
+            co = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
+            block.data.foreach_get("co", co)
+            co[2::3] += 0.01 * (i + 1)
+            block.data.foreach_set("co", co)
+    return obj
+
+
+def armature(name: str = "Armature", collection: bpy.types.Collection | None = None) -> bpy.types.Object:
+    obj = bpy.data.objects.new(name, bpy.data.armatures.new(name))
+    (collection or bpy.context.scene.collection).objects.link(obj)
+    return obj
+
+
+def skin(mesh: bpy.types.Object, rig: bpy.types.Object) -> bpy.types.Object:
+    """Parent ``mesh`` to ``rig`` with an Armature modifier, as the glTF and FBX importers do."""
+    mesh.parent = rig
+    modifier = mesh.modifiers.new("Armature", "ARMATURE")
+    modifier.object = rig
+    return mesh
+
+
+def activate(obj: bpy.types.Object, *selected: bpy.types.Object) -> None:
+    for other in bpy.context.view_layer.objects:
+        other.select_set(False)
+    for other in (obj, *selected):
+        other.select_set(True)
+    bpy.context.view_layer.objects.active = obj
