@@ -106,7 +106,9 @@ def _reset(owner: bpy.types.ID, path: str, index: int) -> None:
         holder, _, prop = path.rpartition(".")
         target = owner.path_resolve(holder) if holder else owner
         rna = target.bl_rna.properties[prop]
-        if getattr(rna, "is_array", False):
+        if isinstance(target, bpy.types.ShapeKey) and prop == "value":
+            target.value = 0.0  # at rest (5.0 gives new keys 1.0, so the RNA default is not rest)
+        elif getattr(rna, "is_array", False):
             getattr(target, prop)[index] = rna.default_array[index]
         else:
             setattr(target, prop, rna.default)

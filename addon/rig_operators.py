@@ -37,7 +37,8 @@ def fill_mapping(obj: bpy.types.Object, plan: character.RigPlan) -> None:
         rows.setdefault((target.source, target.shape_key, target.scale), set()).add(target.object_name)
     everywhere = {m.name for m in members if m.data.shape_keys is not None}
     done = set()
-    for source in plan.preset.sources:
+    extra = [t.source for t in plan.targets if t.source not in plan.preset.sources]  # e.g. VRM blinks
+    for source in dict.fromkeys([*plan.preset.sources, *extra]):
         for (row_source, key, scale), meshes in rows.items():
             if row_source != source:
                 continue

@@ -10,6 +10,8 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
+FPS = 25.0  # the scene rate the tests fetch curves at
+
 
 def mesh_with_keys(
     name: str,
@@ -55,3 +57,22 @@ def activate(obj: bpy.types.Object, *selected: bpy.types.Object) -> None:
     for other in (obj, *selected):
         other.select_set(True)
     bpy.context.view_layer.objects.active = obj
+
+
+def apply(lipsync, result, obj, start=1, **changes):
+    """``lipsync.apply_result`` on ``obj``'s character with the panel's defaults, changed by ``changes``."""
+    fields = dict(
+        object_name=obj.name, start_frame=start, audio_name="demo", audio_path=None, add_sound_strip=False,
+        push_to_nla=False, tolerance=0.01,
+    ) | changes  # fmt: skip
+    return lipsync.apply_result(bpy.context.scene, result, lipsync.ApplySettings(**fields))
+
+
+def value_at(obj, key: str, frame: int) -> float:
+    bpy.context.scene.frame_set(frame)
+    return obj.data.shape_keys.key_blocks[key].value
+
+
+def frames_of(result, phones: set[str]) -> list[int]:
+    """Frames in the middle of the given phones (the ones the rig should show)."""
+    return [int((p.start + p.end) / 2 * FPS) for p in result.phones if p.phone in phones]

@@ -9,13 +9,12 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from blender_rigs import activate, armature, mesh_with_keys, skin  # noqa: E402
+from blender_rigs import FPS, activate, apply, armature, frames_of, mesh_with_keys, skin, value_at  # noqa: E402
 from conftest import extension_module, register_addon  # noqa: E402
 
 from steadytalk_shared import mapping  # noqa: E402
 from steadytalk_shared.schema import CHANNELS  # noqa: E402
 
-FPS = 25.0
 ARKIT = list(CHANNELS)
 RPM_VISEMES = [f"viseme_{n}" for n in "sil PP FF TH DD kk CH SS nn RR aa E I O U".split()]
 
@@ -35,24 +34,6 @@ def addon(backend_process):
     package = register_addon(backend_process[1])
     yield extension_module("lipsync")
     package.unregister()
-
-
-def apply(lipsync, result, obj, start=1, **changes):
-    fields = dict(
-        object_name=obj.name, start_frame=start, audio_name="demo", audio_path=None, add_sound_strip=False,
-        push_to_nla=False, tolerance=0.01,
-    ) | changes  # fmt: skip
-    return lipsync.apply_result(bpy.context.scene, result, lipsync.ApplySettings(**fields))
-
-
-def value_at(obj, key: str, frame: int) -> float:
-    bpy.context.scene.frame_set(frame)
-    return obj.data.shape_keys.key_blocks[key].value
-
-
-def frames_of(result, phones: set[str]) -> list[int]:
-    """Frames in the middle of the given phones (the ones the rig should show)."""
-    return [int((p.start + p.end) / 2 * FPS) for p in result.phones if p.phone in phones]
 
 
 def keyed_paths(owner) -> set[str]:

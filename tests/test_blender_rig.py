@@ -58,9 +58,7 @@ def test_dense_keys_equal_the_curves_and_other_animation_stays(scene, backend_pr
     with BackendClient(backend_process[1], timeout=60) as client:
         result = client.lipsync(demo_wav, fps=25.0)
     key = obj.data.shape_keys
-    channels = [
-        keying.Channel(key, keying.shape_key_path(name), result.smoothed[:, i]) for i, name in enumerate(result.channels)
-    ]
+    channels = [keying.Channel(key, keying.shape_key_path(n), result.smoothed[:, i]) for i, n in enumerate(CHANNELS)]
     start = 10
     actions = keying.key_channels("demo_speech", channels, start_frame=start, style=keying.KeyStyle("DENSE"))
     keys = obj.data.shape_keys.key_blocks

@@ -112,7 +112,7 @@ def test_rig_curves_add_sources_scale_and_clip():
 
 
 ARKIT_NAMES = list(CHANNELS)
-OCULUS_RPM = [f"viseme_{n}" for n in ("sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "I", "O", "U")]
+OCULUS_RPM = [f"viseme_{n}" for n in "sil PP FF TH DD kk CH SS nn RR aa E I O U".split()]
 
 
 @pytest.mark.parametrize(
