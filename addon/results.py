@@ -127,10 +127,20 @@ def push_down_user_action(owner: bpy.types.ID) -> bpy.types.NlaStrip | None:
     track = animation.nla_tracks.new()
     track.name = action.name
     strip = track.strips.new(action.name, int(action.frame_range[0]), action)
-    if slot is not None and strip.action_slot != slot:
-        strip.action_slot = slot
+    _use_slot(strip, slot, action)
     animation.action = None
     return strip
+
+
+def _use_slot(strip: bpy.types.NlaStrip, slot, action: bpy.types.Action) -> None:
+    """Give an NLA strip its datablock's slot (4.4+). A strip made from an action with several
+    slots has none and is one frame long, so its range is set from the action afterwards."""
+    if slot is None or strip.action_slot == slot:
+        return
+    strip.action_slot = slot
+    first, last = action.frame_range
+    strip.action_frame_end = last  # the end first: a start past the current end would be clamped
+    strip.action_frame_start = first
 
 
 def place_in_nla(actions: dict[bpy.types.ID, bpy.types.Action], start_frame: int) -> None:
@@ -140,19 +150,21 @@ def place_in_nla(actions: dict[bpy.types.ID, bpy.types.Action], start_frame: int
     for owner, action in actions.items():
         animation = owner.animation_data
         slot = getattr(animation, "action_slot", None)
-        strip = None
-        for track in [t for t in animation.nla_tracks if t.name.startswith(NLA_TRACK)]:
-            try:
-                strip = track.strips.new(action.name, int(start_frame), action)
-                break
-            except RuntimeError:  # overlaps a strip on this track
-                continue
-        if strip is None:
+        first, last = action.frame_range
+        start, end = float(start_frame), float(start_frame) + last - first
+
+        def free(track: bpy.types.NlaTrack) -> bool:
+            return all(s.frame_end < start or s.frame_start > end for s in track.strips)
+
+        ours = [t for t in animation.nla_tracks if t.name.startswith(NLA_TRACK)]
+        track = next((t for t in ours if free(t)), None)
+        if track is None:
             track = animation.nla_tracks.new()
             track.name = NLA_TRACK
-            strip = track.strips.new(action.name, int(start_frame), action)
-        if slot is not None and strip.action_slot != slot:
-            strip.action_slot = slot
+        strip = track.strips.new(action.name, int(start_frame), action)
+        _use_slot(strip, slot, action)
+        if ours and track != ours[0]:
+            strip.extrapolation = "NOTHING"  # an overlapping line: it must not hold over the others
         animation.action = None
 
 

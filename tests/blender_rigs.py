@@ -7,10 +7,13 @@ Player Me), Oculus visemes in RPM spelling, a two-morph rig, a rig whose ``jawOp
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import bpy
 import numpy as np
 
 FPS = 25.0  # the scene rate the tests fetch curves at
+PROBE_WAV = Path(__file__).resolve().parents[1] / "backend" / "data" / "demo_speech.wav"
 
 
 def mesh_with_keys(
@@ -76,3 +79,17 @@ def value_at(obj, key: str, frame: int) -> float:
 def frames_of(result, phones: set[str]) -> list[int]:
     """Frames in the middle of the given phones (the ones the rig should show)."""
     return [int((p.start + p.end) / 2 * FPS) for p in result.phones if p.phone in phones]
+
+
+def sound_strips_supported() -> bool:
+    """The bpy 4.2 wheel is built without Audaspace, so it cannot make sound strips (Blender can)."""
+    scene = bpy.data.scenes.new("probe")
+    try:
+        editor = scene.sequence_editor_create()
+        strips = editor.strips if hasattr(editor, "strips") else editor.sequences
+        strips.new_sound("p", str(PROBE_WAV), 1, 1)
+        return True
+    except RuntimeError:
+        return False
+    finally:
+        bpy.data.scenes.remove(scene)

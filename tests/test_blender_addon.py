@@ -16,7 +16,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from blender_rigs import activate, mesh_with_keys  # noqa: E402
+from blender_rigs import activate, mesh_with_keys, sound_strips_supported  # noqa: E402
 from conftest import EXTENSION_PACKAGE, extension_module, register_addon, unused_loopback_port  # noqa: E402
 
 from steadytalk_shared import mapping  # noqa: E402
@@ -46,18 +46,6 @@ def lipsync_once(link, **settings) -> None:
         setattr(scene.steadytalk, name, value)
     assert bpy.ops.steadytalk.lipsync() == {"FINISHED"}
     link.wait(120)
-
-
-def sound_strips_supported() -> bool:
-    """The bpy 4.2 wheel is built without Audaspace, so it cannot make sound strips (Blender can)."""
-    scene = bpy.data.scenes.new("probe")
-    try:
-        extension_module("lipsync").strips_of(scene.sequence_editor_create()).new_sound("p", str(PROBE_WAV), 1, 1)
-        return True
-    except RuntimeError:
-        return False
-    finally:
-        bpy.data.scenes.remove(scene)
 
 
 def add_rig(location=(0.0, 0.0, 0.0)):

@@ -217,3 +217,25 @@ def test_stepped_mouths_and_a_2d_mouth_index(addon, result):
 def _offset_at(obj, frame: int) -> int:
     bpy.context.scene.frame_set(frame)
     return obj.image_user.frame_offset
+
+
+def test_overlapping_lines_of_one_character_get_their_own_nla_tracks(addon, result):
+    head, teeth, _ = rpm_character()
+    activate(head)
+    length = result.num_frames
+    apply(addon, result, head, start=100, batch=True, audio_name="later")
+    apply(addon, result, head, start=10, batch=True, audio_name="earlier")  # overlaps the later line
+    for obj in (head, teeth):
+        tracks = [t for t in obj.data.shape_keys.animation_data.nla_tracks if t.name.startswith("Steady Talk")]
+        spans = sorted((s.frame_start, s.frame_end) for t in tracks for s in t.strips)
+        assert spans == [(10, 10 + length - 1), (100, 100 + length - 1)]  # full length, slots or not
+        for track in tracks:  # no two strips of one track overlap
+            ordered = sorted((s.frame_start, s.frame_end) for s in track.strips)
+            assert all(a[1] < b[0] for a, b in zip(ordered, ordered[1:], strict=False))
+    jaw = result.smoothed[:, CHANNELS.index("jawOpen")]
+    peak = int(np.argmax(jaw[:80]))
+    assert value_at(teeth, "jawOpen", 10 + peak) > 0.1  # the earlier line shows before the later starts
+    # Once the earlier line has ended, the later one shows, not the earlier one's held last value.
+    k = length - 88 + int(np.argmax(jaw[length - 88 :]))
+    assert jaw[k] > 0.15 and abs(jaw[k] - jaw[-1]) > 0.1
+    assert value_at(head, "jawOpen", 100 + k) == pytest.approx(jaw[k], abs=0.011)
