@@ -153,11 +153,8 @@ def place_in_nla(actions: dict[bpy.types.ID, bpy.types.Action], start_frame: int
         first, last = action.frame_range
         start, end = float(start_frame), float(start_frame) + last - first
 
-        def free(track: bpy.types.NlaTrack) -> bool:
-            return all(s.frame_end < start or s.frame_start > end for s in track.strips)
-
         ours = [t for t in animation.nla_tracks if t.name.startswith(NLA_TRACK)]
-        track = next((t for t in ours if free(t)), None)
+        track = next((t for t in ours if _free(t, start, end)), None)
         if track is None:
             track = animation.nla_tracks.new()
             track.name = NLA_TRACK
@@ -166,6 +163,11 @@ def place_in_nla(actions: dict[bpy.types.ID, bpy.types.Action], start_frame: int
         if ours and track != ours[0]:
             strip.extrapolation = "NOTHING"  # an overlapping line: it must not hold over the others
         animation.action = None
+
+
+def _free(track: bpy.types.NlaTrack, start: float, end: float) -> bool:
+    """No strip of the track overlaps [start, end]."""
+    return all(s.frame_end < start or s.frame_start > end for s in track.strips)
 
 
 def store(actions: Iterable[bpy.types.Action], meta: dict, raw: np.ndarray) -> None:
