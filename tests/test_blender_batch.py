@@ -136,4 +136,3 @@ def test_one_undo_step_removes_the_whole_characters_result(link, demo_wav):
     assert not [a for a in bpy.data.actions if a.name.startswith("SteadyTalk")]
     bpy.ops.ed.redo()
     assert bpy.data.objects["Alice_Teeth"].steadytalk.result_action is not None
-
