@@ -49,6 +49,7 @@ class RigPlan:
     unmatched: list[str]  # sources that found no working shape key
     empty: dict[str, list[str]] = field(default_factory=dict)  # mesh: matched keys that move nothing
     members: list[str] = field(default_factory=list)  # the character's meshes with shape keys
+    keyed: dict[str, int] = field(default_factory=dict)  # after keying: mesh -> shape keys animated
 
     @property
     def driven(self) -> dict[str, int]:
@@ -58,10 +59,10 @@ class RigPlan:
             counts.setdefault(target.object_name, set()).add(target.shape_key)
         return {name: len(counts[name]) for name in self.members if name in counts}
 
-    def summary(self) -> str:
-        """'Head, Teeth: 33 keys each; Eyes: 2 keys'."""
+    def summary(self, counts: dict[str, int] | None = None) -> str:
+        """'Head, Teeth: 33 keys each; Eyes: 2 keys' (of ``counts``, else of what is driven)."""
         groups: dict[int, list[str]] = {}
-        for name, count in self.driven.items():
+        for name, count in (self.driven if counts is None else counts).items():
             groups.setdefault(count, []).append(name)
         parts = []
         for count, names in groups.items():
@@ -262,7 +263,9 @@ def _custom_plan(holder: bpy.types.Object, meshes: list, motion: dict) -> RigPla
                 empty.setdefault(mesh.name, []).append(entry.target)
     driven = {t.source for t in targets}
     unmatched = [s for s in preset.sources if s not in driven]
-    return RigPlan(holder.name, preset, "Custom Mapping", targets, unmatched, empty, [m.name for m in meshes])
+    origin = f" ({settings.mapping_origin})" if settings.mapping_origin else ""
+    reason = f"Custom Mapping{origin}"
+    return RigPlan(holder.name, preset, reason, targets, unmatched, empty, [m.name for m in meshes])
 
 
 def check_plan(active: bpy.types.Object | None, selected: list = (), fresh: bool = True) -> RigPlan:

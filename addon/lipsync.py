@@ -193,6 +193,10 @@ def write_result(
     owners = {c.owner.as_pointer(): c.owner for c in channels}.values()
     for owner in owners:
         results.push_down_user_action(owner)
+    plan.keyed = {}
+    for channel in channels:
+        if isinstance(channel.owner, bpy.types.Key):  # its group is its mesh's name
+            plan.keyed[channel.group] = plan.keyed.get(channel.group, 0) + 1
     style = keying.KeyStyle(meta.get("keys", "REDUCED"), float(meta.get("tolerance", 0.01)))
     actions = keying.key_channels(meta["result"], channels, meta["start_frame"], style)
     results.store(actions.values(), meta, raw)

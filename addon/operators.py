@@ -102,9 +102,11 @@ def key_settings(scene: bpy.types.Scene) -> dict:
 def describe_applied(name: str, plan, first: int, frames: int, extra: list[str]) -> str:
     """The one line the panel shows after a lip-sync: what was keyed, by which convention."""
     note = f"; no target for {len(plan.unmatched)}" if plan.unmatched else ""
+    resting = sum(plan.driven.values()) - sum(plan.keyed.values())
+    rest = f"; {resting} at rest all through, not keyed" if resting > 0 else ""
     warn = "".join(f"; {text}" for text in extra)
-    driven = plan.summary() or "mouth index"
-    return f"{name}: {driven} (frames {first}-{first + frames - 1}; {plan.reason}){note}{warn}"
+    keyed = plan.summary(plan.keyed) or "mouth index"
+    return f"{name}: {keyed} animated (frames {first}-{first + frames - 1}; {plan.reason}){rest}{note}{warn}"
 
 
 def start_lipsync(context: bpy.types.Context, push_undo: bool) -> Job:

@@ -67,6 +67,7 @@ class STEADYTALK_PG_rig(bpy.types.PropertyGroup):
     )
     mapping: CollectionProperty(type=STEADYTALK_PG_mapping_entry)
     mapping_index: IntProperty()
+    mapping_origin: StringProperty(name="Filled From", description="What the custom mapping was filled from")
     result_action: PointerProperty(type=bpy.types.Action, name="Result", description="The last lip-sync result")
     smoothing_strength: FloatProperty(
         name="Smoothing",

@@ -51,6 +51,7 @@ def fill_mapping(obj: bpy.types.Object, plan: character.RigPlan) -> None:
         if source not in done:
             settings.mapping.add().source = source
     settings.preset = plan.preset.id
+    settings.mapping_origin = plan.reason.removeprefix("Auto: ")
     settings.use_custom_mapping = True
 
 
