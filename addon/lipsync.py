@@ -88,8 +88,11 @@ def check_character(active: bpy.types.Object | None, selected=(), fresh: bool = 
     """The character's plan, or a UserFacingError saying what to do; a 2D rig with a mouth
     index property needs no shape keys."""
     if active is not None and active.steadytalk.use_mouth_index:
-        mouth_index_target(active)  # raises when the property cannot be keyed
-        return character.plan_for(active, list(selected), fresh)
+        path = mouth_index_target(active)  # raises when the property cannot be keyed
+        plan = character.plan_for(active, list(selected), fresh)
+        index = f"Rhubarb mouth index on {active.name}.{path.lstrip('.')}"
+        plan.reason = f"{plan.reason}; {index}" if plan.targets else index
+        return plan
     return character.check_plan(active, list(selected), fresh)
 
 

@@ -189,7 +189,8 @@ def test_stepped_mouths_and_a_2d_mouth_index(addon, result):
     board.steadytalk.use_mouth_index = True
     board.steadytalk.mouth_index_path = "image_user.frame_offset"
     activate(board)
-    apply(addon, result, board, hold=3)
+    _, _, plan = apply(addon, result, board, hold=3)
+    assert plan.reason == "Rhubarb mouth index on Mouth.image_user.frame_offset"
     curve = extension_module("keying").action_fcurves(board.animation_data.action)[0]
     assert curve.data_path == "image_user.frame_offset"
     frames = np.array([k.co[0] for k in curve.keyframe_points])

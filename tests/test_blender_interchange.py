@@ -238,3 +238,43 @@ def test_the_characters_result_exports_to_gltf_and_plays_in_a_reimport(addon, re
     for value in played.values():
         assert value == pytest.approx(ours["Head"], abs=0.02) and value > 0.15
     assert np.isclose(ours["Head"], ours["Teeth"])
+
+
+def test_vrm_1_files_bind_through_nodes_with_weights_in_0_1(addon, tmp_path):
+    """VRM 1.0 names a node (not a mesh) in each bind and keeps weights in 0..1."""
+    import json
+
+    gltf = {
+        "asset": {"version": "2.0"},
+        "extensionsUsed": ["VRMC_vrm"],
+        "meshes": [{"name": "Body"}, {"name": "FaceMesh", "extras": {"targetNames": ["blink", "aa", "oh"]}}],
+        "nodes": [{"name": "Body", "mesh": 0}, {"name": "Head", "mesh": 1}],
+        "extensions": {
+            "VRMC_vrm": {
+                "specVersion": "1.0",
+                "expressions": {
+                    "preset": {
+                        "aa": {"morphTargetBinds": [{"node": 1, "index": 1, "weight": 0.7}]},
+                        "oh": {"morphTargetBinds": [{"node": 1, "index": 2, "weight": 1.0}]},
+                        "blink": {"morphTargetBinds": [{"node": 1, "index": 0, "weight": 1.0}]},
+                        "happy": {"morphTargetBinds": [{"node": 1, "index": 1, "weight": 0.2}]},
+                    }
+                },
+            }
+        },
+    }
+    path = tmp_path / "avatar.vrm"
+    path.write_text(json.dumps(gltf))
+    vrm = extension_module("vrm")
+    expressions = vrm.read_expressions(path)
+    assert expressions.version == "1.0" and expressions.expressions["aa"] == [vrm.MorphBind(1, 1, 0.7)]
+    # The importer renamed the object; the mesh data kept its name, the keys are target_N.
+    head = mesh_with_keys("Head.001", ["target_0", "target_1", "target_2"])
+    head.data.name = "FaceMesh"
+    activate(head)
+    assert bpy.ops.steadytalk.read_vrm_expressions(filepath=str(path)) == {"FINISHED"}
+    rows = {(e.source, e.target, round(e.scale, 5)) for e in head.steadytalk.mapping if e.target}
+    assert rows == {("A", "target_1", 0.7), ("O", "target_2", 1.0), ("eyeBlinkLeft", "target_0", 1.0),
+                    ("eyeBlinkRight", "target_0", 1.0)}  # fmt: skip
+    plan = extension_module("character").plan_for(head)
+    assert plan.reason == "Custom Mapping (VRM 1.0 expressions of avatar.vrm: 2 of 5 mouth shapes)", plan.reason
