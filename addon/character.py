@@ -50,6 +50,7 @@ class RigPlan:
     empty: dict[str, list[str]] = field(default_factory=dict)  # mesh: matched keys that move nothing
     members: list[str] = field(default_factory=list)  # the character's meshes with shape keys
     keyed: dict[str, int] = field(default_factory=dict)  # after keying: mesh -> shape keys animated
+    still: dict[str, list[str]] = field(default_factory=dict)  # mesh: its keys that move no vertex
 
     @property
     def driven(self) -> dict[str, int]:
@@ -182,9 +183,16 @@ def plan_for(active: bpy.types.Object, selected: list[bpy.types.Object] = (), fr
     """The plan for ``active``'s character (see the module docstring)."""
     meshes = character_meshes(active, selected)
     holder = settings_holder(active, meshes)
-    settings = holder.steadytalk
     motion = {m.name: key_motion(m, fresh) for m in meshes}
     members = [m.name for m in meshes]
+    plan = _plan(active, holder, meshes, motion, members)
+    plan.still = {name: [k for k, moves in motion[name].items() if not moves] for name in members}
+    return plan
+
+
+def _plan(active, holder, meshes: list, motion: dict, members: list[str]) -> RigPlan:
+    """The plan from the holder's settings: custom mapping, VRM expressions, a convention."""
+    settings = holder.steadytalk
     if settings.use_custom_mapping:
         return _custom_plan(holder, meshes, motion)
     preset_id, reason = settings.preset, ""

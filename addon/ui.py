@@ -46,7 +46,7 @@ def draw_character(layout: bpy.types.UILayout, context: bpy.types.Context, obj: 
         layout.label(text="Nothing to drive on this character", icon="ERROR")
     if plan.unmatched and plan.targets:
         layout.label(text=f"No target: {_names(plan.unmatched)}", icon="ERROR")
-    empty = sorted({k for keys in plan.empty.values() for k in keys})
+    empty = sorted({k for keys in plan.still.values() for k in keys})
     if empty:
         layout.label(text=f"Move no vertex (not driven): {_names(empty)}", icon="ERROR")
 

@@ -9,7 +9,17 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from blender_rigs import FPS, activate, apply, armature, frames_of, mesh_with_keys, skin, value_at  # noqa: E402
+from blender_rigs import (  # noqa: E402
+    FPS,
+    activate,
+    apply,
+    armature,
+    frames_of,
+    mesh_with_keys,
+    skin,
+    sound_strips_supported,
+    value_at,
+)
 from conftest import extension_module, register_addon  # noqa: E402
 
 from steadytalk_shared import mapping  # noqa: E402
@@ -240,3 +250,65 @@ def test_overlapping_lines_of_one_character_get_their_own_nla_tracks(addon, resu
     k = length - 88 + int(np.argmax(jaw[length - 88 :]))
     assert jaw[k] > 0.15 and abs(jaw[k] - jaw[-1]) > 0.1
     assert value_at(head, "jawOpen", 100 + k) == pytest.approx(jaw[k], abs=0.011)
+
+
+class RecordingLayout:
+    """Stands in for Blender's UILayout (there is no window in the ``bpy`` module): records the
+    labels, and checks every property and operator the panel names really exists."""
+
+    def __init__(self, lines: list[str] | None = None) -> None:
+        self.lines = [] if lines is None else lines
+
+    def _nested(self, *args, **kwargs) -> RecordingLayout:
+        return RecordingLayout(self.lines)
+
+    box = row = column = split = _nested
+
+    def label(self, text: str = "", icon: str = "NONE") -> None:
+        self.lines.append(text)
+
+    def prop(self, data, name: str, **kwargs) -> None:
+        assert name in data.bl_rna.properties, f"{type(data).__name__} has no property {name!r}"
+
+    def prop_search(self, data, name: str, search_data, search_name: str, **kwargs) -> None:
+        self.prop(data, name)
+        assert search_name in search_data.bl_rna.properties, search_name
+
+    def operator(self, idname: str, **kwargs) -> None:
+        module, _, name = idname.partition(".")
+        assert hasattr(getattr(bpy.ops, module), name) and getattr(getattr(bpy.ops, module), name).idname()
+
+    def template_list(self, list_type, list_id, data, name, active_data, active_name, **kwargs) -> None:
+        self.prop(data, name)
+        self.prop(active_data, active_name)
+
+    def progress(self, **kwargs) -> None:
+        pass
+
+
+def test_the_panel_shows_the_character_and_the_dialogue_strips(addon, result, demo_wav):
+    head, teeth, _ = rpm_character()
+    activate(head)
+    ui = extension_module("ui")
+    panel = type("Panel", (), {"layout": RecordingLayout()})()
+    ui.STEADYTALK_PT_main.draw(panel, bpy.context)
+    lines = panel.layout.lines
+    assert "Auto: ARKit: 31 of 31 mouth shapes" in lines
+    assert "Driven: Wolf3D_Head: 33 keys; Wolf3D_Teeth: 4 keys" in lines
+    # Empty keys are listed, not counted; a strip shows who speaks it.
+    blank = mesh_with_keys("Blank_Head", ["jawOpen", "mouthClose", "viseme_aa"], empty=("jawOpen", "mouthClose"))
+    activate(blank)
+    panel.layout = RecordingLayout()
+    ui.STEADYTALK_PT_main.draw(panel, bpy.context)
+    assert "Move no vertex (not driven): jawOpen, mouthClose" in panel.layout.lines
+    assert any(line.startswith("Auto: Meta/Oculus visemes: 1 of 14") for line in panel.layout.lines)
+    apply(addon, result, blank)
+    panel.layout = RecordingLayout()
+    ui.STEADYTALK_PT_main.draw(panel, bpy.context)
+    assert "Result: SteadyTalk demo" in panel.layout.lines
+    if sound_strips_supported():
+        strips = addon.strips_of(bpy.context.scene.sequence_editor_create())
+        strips.new_sound("wolf3d_head line 1", str(demo_wav), 1, 1)
+        panel.layout = RecordingLayout()
+        ui.STEADYTALK_PT_main.draw(panel, bpy.context)
+        assert "Dialogue Strips" in panel.layout.lines and "-> Wolf3D_Head" in panel.layout.lines
