@@ -19,9 +19,10 @@ from bpy.props import (
 
 from ..shared.mapping import AUTO, DEFAULT_PRESET, PRESETS
 
+# Explicit numbers: a .blend stores the number, and files saved before Auto existed keep theirs.
 PRESET_ITEMS = [
-    (AUTO, "Auto", "Find the convention from the character's shape keys (and VRM expressions); the panel says why"),
-    *((p.id, p.label, p.description) for p in PRESETS.values()),
+    (AUTO, "Auto", "Find the convention from the shape keys and VRM expressions (the panel says why)", "", 99),
+    *((p.id, p.label, p.description, "", number) for number, p in enumerate(PRESETS.values())),
 ]
 
 
