@@ -200,7 +200,9 @@ def write_result(
     for channel in channels:
         if isinstance(channel.owner, bpy.types.Key):  # its group is its mesh's name
             plan.keyed[channel.group] = plan.keyed.get(channel.group, 0) + 1
-    style = keying.KeyStyle(meta.get("keys", "REDUCED"), float(meta.get("tolerance", 0.01)))
+    tolerance = float(meta.get("tolerance", 0.01))
+    kind = meta.get("keys") or ("DENSE" if tolerance <= 0 else "REDUCED")  # results of 0.1.0 have no "keys"
+    style = keying.KeyStyle(kind, tolerance)
     actions = keying.key_channels(meta["result"], channels, meta["start_frame"], style)
     results.store(actions.values(), meta, raw)
     if meta.get("nla"):
