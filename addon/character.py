@@ -195,21 +195,44 @@ def _plan(active, holder, meshes: list, motion: dict, members: list[str]) -> Rig
     settings = holder.steadytalk
     if settings.use_custom_mapping:
         return _custom_plan(holder, meshes, motion)
-    preset_id, reason = settings.preset, ""
+    preset_id = settings.preset
     if preset_id in (mapping.AUTO, "VRM"):
         binds = vrm.addon_binds(meshes, active)
         if binds is not None:
             plan = bound_plan(holder.name, binds, meshes, motion)
             if plan.targets and (preset_id == "VRM" or _speaks(plan)):
                 return plan
+    moving = [k for m in meshes for k, moves in motion[m.name].items() if moves]
+    still = [k for m in meshes for k, moves in motion[m.name].items() if not moves]
     if preset_id == mapping.AUTO:
-        moving = [k for m in meshes for k, moves in motion[m.name].items() if moves]
-        still = [k for m in meshes for k, moves in motion[m.name].items() if not moves]
         detection = mapping.choose_preset(moving, still)
         if detection is None:
             return RigPlan(holder.name, mapping.PRESETS["ARKIT"], "no convention matches", [], [], {}, members)
-        preset_id, reason = detection.preset.id, f"Auto: {detection.reason}"
+        return _named_plan(holder.name, detection.preset, f"Auto: {detection.reason}", meshes, motion)
     preset = mapping.PRESETS[preset_id]
+    plan = _named_plan(holder.name, preset, f"{preset.label} (chosen)", meshes, motion)
+    blank = sorted({k for keys in plan.empty.values() for k in keys} & set(_opening_keys(plan, preset, motion)))
+    if not _speaks(plan) and blank:  # the chosen shapes cannot open the mouth: use ones that can
+        detection = mapping.choose_preset(moving, still)
+        if detection is not None and detection.speaks and detection.preset.id != preset.id:
+            verb = "moves" if len(blank) == 1 else "move"
+            reason = f"{preset.label} chosen, but {', '.join(blank)} {verb} no vertex: using {detection.reason}"
+            return _named_plan(holder.name, detection.preset, reason, meshes, motion)
+    return plan
+
+
+def _opening_keys(plan: RigPlan, preset: mapping.Preset, motion: dict) -> list[str]:
+    """The shape keys the preset's mouth-opening sources match on the character."""
+    openers = set(mapping.opening_sources(preset))
+    keys = []
+    for name in plan.members:
+        found, _ = mapping.match_targets(preset, motion[name])
+        keys.extend(key for source, key in found.items() if source in openers)
+    return keys
+
+
+def _named_plan(anchor: str, preset: mapping.Preset, reason: str, meshes: list, motion: dict) -> RigPlan:
+    """Targets found by the preset's names on every member; keys that move nothing are set aside."""
     targets, empty, working_sources = [], {}, set()
     for mesh in meshes:
         found, _ = mapping.match_targets(preset, motion[mesh.name])
@@ -220,8 +243,7 @@ def _plan(active, holder, meshes: list, motion: dict, members: list[str]) -> Rig
             else:
                 empty.setdefault(mesh.name, []).append(key)
     unmatched = [s for s in preset.sources if s not in working_sources]
-    reason = reason or f"{preset.label} (chosen)"
-    return RigPlan(holder.name, preset, reason, targets, unmatched, empty, members)
+    return RigPlan(anchor, preset, reason, targets, unmatched, empty, [m.name for m in meshes])
 
 
 def _speaks(plan: RigPlan) -> bool:

@@ -132,9 +132,16 @@ def test_empty_targets_are_not_driven_and_auto_uses_what_moves(addon, result):
     character = extension_module("character")
     plan = character.plan_for(head)
     assert plan.preset.id == "VRM" and "jawOpen moves no vertex" in plan.reason
-    head.steadytalk.preset = "ARKIT"  # chosen by hand: the empty keys are listed, not counted
+    head.steadytalk.preset = "ARKIT"  # chosen by hand, but its jawOpen is empty: said, and VRM used
     plan = character.plan_for(head)
-    assert {t.shape_key for t in plan.targets}.isdisjoint(empty) and set(plan.empty["Face"]) == set(empty)
+    assert plan.preset.id == "VRM" and plan.reason.startswith("ARKit chosen, but jawOpen moves no vertex: using VRM")
+    # With nothing better on the rig the choice stays, and its empty keys are listed, not counted.
+    lone = mesh_with_keys("Lone", ARKIT, empty=empty)
+    activate(lone)
+    lone.steadytalk.preset = "ARKIT"
+    plan = character.plan_for(lone)
+    assert plan.preset.id == "ARKIT" and set(plan.empty["Lone"]) == set(empty)
+    assert {t.shape_key for t in plan.targets}.isdisjoint(empty)
     only_empty = mesh_with_keys("Blank", ["jawOpen", "mouthClose"], empty=("jawOpen", "mouthClose"))
     activate(only_empty)
     with pytest.raises(Exception, match="move no vertex"):
