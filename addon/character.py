@@ -14,6 +14,7 @@ moves no vertex is not a target: it would count as driven and do nothing.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import bpy
@@ -125,21 +126,24 @@ def character_meshes(
     return out
 
 
-_motion_cache: dict[tuple, dict[str, bool]] = {}
+_motion_cache: dict[tuple, tuple[float, dict[str, bool]]] = {}
+MOTION_CACHE_SECONDS = 2.0  # the panel sees a sculpted shape key within this long
 
 
 def key_motion(obj: bpy.types.Object, fresh: bool = False) -> dict[str, bool]:
     """{shape key: moves some vertex} for a mesh's keys other than the basis.
 
-    Cached on the Key's identity, key count and vertex count, since the panel asks on every
-    redraw; ``fresh`` measures again (what a lip-sync run does)."""
+    Cached for a moment on the Key's session id (never reused, unlike its memory address), key
+    count and vertex count, since the panel asks on every redraw; ``fresh`` measures again (what
+    a lip-sync run does)."""
     key = obj.data.shape_keys
     if key is None:
         return {}
     vertices = len(obj.data.vertices)
-    cache_key = (key.as_pointer(), len(key.key_blocks), vertices)
-    if not fresh and cache_key in _motion_cache:
-        return _motion_cache[cache_key]
+    cache_key = (key.session_uid, len(key.key_blocks), vertices)
+    cached = _motion_cache.get(cache_key)
+    if not fresh and cached is not None and time.monotonic() - cached[0] < MOTION_CACHE_SECONDS:
+        return cached[1]
     coords: dict[str, np.ndarray] = {}
 
     def co(block: bpy.types.ShapeKey) -> np.ndarray:
@@ -161,7 +165,7 @@ def key_motion(obj: bpy.types.Object, fresh: bool = False) -> dict[str, bool]:
         motion[block.name] = bool(offset > threshold)
     if len(_motion_cache) > 256:
         _motion_cache.clear()
-    _motion_cache[cache_key] = motion
+    _motion_cache[cache_key] = (time.monotonic(), motion)
     return motion
 
 

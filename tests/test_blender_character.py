@@ -319,3 +319,16 @@ def test_the_panel_shows_the_character_and_the_dialogue_strips(addon, result, de
         panel.layout = RecordingLayout()
         ui.STEADYTALK_PT_main.draw(panel, bpy.context)
         assert "Dialogue Strips" in panel.layout.lines and "-> Wolf3D_Head" in panel.layout.lines
+
+
+def test_a_new_mesh_in_an_old_ones_place_is_measured_again(addon):
+    """The empty-key check is cached for the panel; a mesh made where a deleted one was (same
+    memory, same counts, other shapes) must not inherit its answer."""
+    character = extension_module("character")
+    for round_, empty in enumerate((("jawOpen",), ())):
+        head = mesh_with_keys("Head", ["jawOpen", "mouthClose"], empty=empty)
+        activate(head)
+        assert ("jawOpen" in character.plan_for(head).still.get("Head", [])) == bool(empty), round_
+        mesh = head.data
+        bpy.data.objects.remove(head)
+        bpy.data.meshes.remove(mesh)
