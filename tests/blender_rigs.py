@@ -55,8 +55,10 @@ def skin(mesh: bpy.types.Object, rig: bpy.types.Object) -> bpy.types.Object:
 
 
 def activate(obj: bpy.types.Object, *selected: bpy.types.Object) -> None:
+    bpy.context.view_layer.update()  # bpy 4.2 keeps a None in place of a just-removed object until then
     for other in bpy.context.view_layer.objects:
-        other.select_set(False)
+        if other is not None:
+            other.select_set(False)
     for other in (obj, *selected):
         other.select_set(True)
     bpy.context.view_layer.objects.active = obj
