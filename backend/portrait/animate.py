@@ -1,0 +1,223 @@
+"""One picture, animated: per frame, the fitted face deformed by the curves (any of the face
+model's shapes, by name), the warp mesh moved, the picture warped through it, and the mouth's
+inside painted where the lips part.
+
+Only what moves is drawn again: the window around the triangles whose corners moved (plus
+everything that overlaps it, for the depth order); every other pixel is the picture's own. So
+the frame at rest *is* the picture, and a frame costs what its moving part costs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from steadytalk_shared.schema import CHANNELS
+
+from ..face.landmarks import NUM_MESH_POINTS
+from ..face.shape_pass import rasterize
+from .eyes import EyeLayer
+from .locate import FittedFace
+from .mesh import EYES, GAP, OUTSIDE, MeshConfig, build_mesh, eye_points, mouth_split
+from .mouth import MouthConfig, MouthInterior, estimate_colours
+
+
+@dataclass(frozen=True)
+class AnimatorConfig:
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+    mouth: MouthConfig = field(default_factory=MouthConfig)
+    # A driver that moved less than this (pixels) counts as still: a frame whose curves are
+    # all but zero is the picture, exactly.
+    still_pixels: float = 0.02
+    # Hidden layers sit this far behind the face (times the face height, in depth pixels), so
+    # the depth test puts lids over eyes and lips over the mouth's inside.
+    layer_depth: float = 0.03
+    # Head rotations turn about this point of the face model (metres: behind the jaw, in the
+    # neck), as a head turns on the neck.
+    head_pivot: tuple[float, float, float] = (0.0, -0.11, -0.08)
+    # The lips' opening is blended into the warped picture over this many pixels (anti-aliasing).
+    edge_softness: float = 0.6
+
+
+def head_rotation(angles: np.ndarray) -> np.ndarray:
+    """(3, 3) rotation in the face model's axes (X to the character's left, Y up, Z out of the
+    face) for ``angles`` = [yaw, pitch, roll] in radians, the head track of schema 2 (issue 17):
+    R = R_Y(yaw) R_X(pitch) R_Z(roll), right-handed, so yaw > 0 turns the head to the
+    character's left, pitch > 0 tips it down, roll > 0 tilts it toward their right shoulder."""
+    yaw, pitch, roll = (float(a) for a in angles)
+    cy, sy, cp, sp, cr, sr = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
+    r_yaw = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    r_pitch = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
+    r_roll = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
+    return r_yaw @ r_pitch @ r_roll
+
+
+class PortraitAnimator:
+    """Frames of one fitted picture: ``frame(coefficients, head, gaze)``."""
+
+    def __init__(self, photo: np.ndarray, face: FittedFace, config: AnimatorConfig | None = None) -> None:
+        self.config = config = config or AnimatorConfig()
+        self.photo = np.ascontiguousarray(photo)
+        self.height, self.width = photo.shape[:2]
+        model = self.model = face.model
+        self.linear = face.pose.scale * face.pose.rotation  # model metres -> pixels
+        self.translation = face.pose.translation
+        self.rest = model.vertices.astype(np.float64)
+        self.deltas = model.deltas.astype(np.float64).reshape(len(model.shape_names), -1)
+        # Curves come in the schema's order; the model's shapes are matched by name, so a model
+        # with more (or fewer) shapes than the schema needs no change here.
+        self.shape_columns = np.array([CHANNELS.index(n) if n in CHANNELS else -1 for n in model.shape_names])
+        self.pivot = np.array(config.head_pivot)
+
+        projected = self._project(self.rest)
+        correction = np.zeros((model.num_vertices, 2))
+        correction[:NUM_MESH_POINTS] = face.landmarks[:NUM_MESH_POINTS, :2] - projected[:NUM_MESH_POINTS, :2]
+        correction[NUM_MESH_POINTS:] = correction[model.regions.mouth_hole].mean(axis=0)
+        self.correction = correction
+        rest_xy = projected[:, :2] + correction
+        self.face_height = face.height_pixels
+        self.depth_step = config.layer_depth * self.face_height
+
+        self.rest_face = projected.copy()
+        self.rest_face[:, :2] = rest_xy
+        eye_model, eye_anchor, _ = eye_points(model, config.mesh.eye_margin)
+        eye_xy = self._project(eye_model)[:, :2] + correction[eye_anchor]
+        split = mouth_split(self.photo, rest_xy)
+        self.mesh = build_mesh(model, rest_xy, eye_xy, self.width, self.height, split, config.mesh)
+        self.rest_drivers = self.drivers(np.zeros(len(CHANNELS)))
+        layer_offset = np.array([0.0, -1.0, -1.0, -2.0, 0.0])[self.mesh.copy_layer] * self.depth_step
+        self.copy_offset = layer_offset
+        self.outside_copy = self.mesh.copy_layer == OUTSIDE
+        self.triangles_t = torch.as_tensor(self.mesh.triangles, dtype=torch.long)
+        self.copy_attributes = np.concatenate(
+            [self.mesh.copy_source, self.mesh.copy_layer[:, None].astype(np.float32)], axis=1
+        )
+        colours = estimate_colours(self.photo, face.landmarks, [model.regions.eye_left, model.regions.eye_right])
+        self.interior = MouthInterior(model, colours, self.face_height, config.mouth)
+        self.interior_correction = self.interior.corrections(correction)
+        self.eyes = EyeLayer(self.photo, face, rest_xy)
+
+    # -- geometry --------------------------------------------------------------------------
+    def _project(self, points: np.ndarray) -> np.ndarray:
+        """Model points -> (column, row, nearness) in video pixels (before the landmark fit's
+        correction)."""
+        image = points @ self.linear.T + self.translation
+        image[:, 2] *= -1.0  # image depth grows away from the camera; nearness toward it
+        return image
+
+    def _turn(self, points: np.ndarray, rotation: np.ndarray | None) -> np.ndarray:
+        return points if rotation is None else (points - self.pivot) @ rotation.T + self.pivot
+
+    def model_coefficients(self, coefficients: np.ndarray) -> np.ndarray:
+        """Schema-order coefficients -> the model's shape order (0 for shapes the schema lacks)."""
+        c = np.asarray(coefficients, dtype=np.float64)
+        return np.where(self.shape_columns >= 0, c[np.maximum(self.shape_columns, 0)], 0.0)
+
+    def posed_model(self, coefficients: np.ndarray) -> np.ndarray:
+        """(V, 3) model vertices for schema-order coefficients, before head motion."""
+        flat = self.rest.reshape(-1) + self.model_coefficients(coefficients) @ self.deltas
+        return flat.reshape(self.rest.shape)
+
+    def drivers(self, coefficients: np.ndarray, head: np.ndarray | None = None) -> np.ndarray:
+        """(D, 3) every driver point this frame: column, row, nearness."""
+        d = self.mesh.drivers
+        rotation = None if head is None or not np.any(head) else head_rotation(head)
+        posed = self._turn(self.posed_model(coefficients), rotation)
+        face = self._project(posed)
+        face[:, :2] += self.correction
+        eyes = self._project(self._turn(d.eye_model, rotation))
+        eyes[:, :2] += self.correction[d.eye_anchor]
+        rest_face = self.rest_face
+        mids = np.empty((len(d.mid_rest), 3))
+        mids[:, :2] = d.mid_rest + (face[d.mid_lip, :2] - rest_face[d.mid_lip, :2])
+        mids[:, 2] = face[d.mid_lip, 2]
+        ring = np.zeros((len(d.ring_rest), 3))
+        ring[:, :2] = d.ring_rest
+        if rotation is not None:
+            rigid = self._project(self._turn(self.rest[d.ring_vertex], rotation))[:, :2]
+            ring[:, :2] += d.ring_follow[:, None] * (rigid - self._project(self.rest[d.ring_vertex])[:, :2])
+        border = np.zeros((len(d.border), 3))
+        border[:, :2] = d.border
+        return np.vstack([face, eyes, mids, ring, border])
+
+    # -- frames ----------------------------------------------------------------------------
+    def frame(
+        self, coefficients: np.ndarray, head: np.ndarray | None = None, gaze: np.ndarray | None = None
+    ) -> np.ndarray:
+        """(H, W, 3) uint8: the picture with the face in ``coefficients`` (schema order, [0, 1]),
+        the head turned by ``head`` (yaw, pitch, roll; radians) and the eyes looking ``gaze``
+        ((2, 2): per eye, left then right, the iris offset (toward the character's left, up)
+        in shares of the eye's width)."""
+        drivers = self.drivers(coefficients, head)
+        source, eyes_moved = self.eyes.source(gaze)
+        moved = np.abs(drivers[:, :2] - self.rest_drivers[:, :2]).max(axis=1) > self.config.still_pixels
+        copy_moved = moved[self.mesh.copy_driver]
+        if eyes_moved:
+            copy_moved |= self.mesh.copy_layer == EYES
+        changed = copy_moved[self.mesh.triangles].any(axis=1)
+        out = self.photo.copy()
+        if not changed.any():
+            return out
+        window = self._window(drivers, changed)
+        self._draw(out, source, drivers, coefficients, head, window)
+        return out
+
+    def _window(self, drivers: np.ndarray, changed: np.ndarray) -> tuple[int, int, int, int]:
+        corners = self.mesh.copy_driver[self.mesh.triangles[changed]].ravel()
+        both = np.vstack([drivers[corners, :2], self.rest_drivers[corners, :2]])
+        x0, y0 = np.floor(both.min(axis=0)).astype(int) - 2
+        x1, y1 = np.ceil(both.max(axis=0)).astype(int) + 2
+        return max(x0, 0), max(y0, 0), min(x1, self.width), min(y1, self.height)
+
+    def _draw(self, out, source, drivers, coefficients, head, window) -> None:
+        import cv2
+
+        x0, y0, x1, y1 = window
+        height, width = y1 - y0, x1 - x0
+        screen = drivers[self.mesh.copy_driver].copy()
+        screen[:, 2] += self.copy_offset
+        screen[self.outside_copy, 2] = -1e6  # behind everything: the face always wins
+        screen[:, 0] -= x0
+        screen[:, 1] -= y0
+        _, covered, attributes = rasterize(
+            torch.as_tensor(screen, dtype=torch.float32)[None],
+            self.triangles_t,
+            height,
+            width,
+            torch.as_tensor(self.copy_attributes)[None],
+        )
+        covered = covered[0].numpy()
+        attributes = attributes[0].numpy()
+        layer = np.rint(attributes[..., 2]).astype(np.int8)
+        map_x = attributes[..., 0] - 0.5
+        map_y = attributes[..., 1] - 0.5
+        warped = cv2.remap(source, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        region = out[y0:y1, x0:x1]
+        textured = covered & (layer != GAP)
+        region[textured] = warped[textured]
+        opening = covered & (layer == GAP)
+        if opening.any():
+            self._paint_mouth(region, opening, coefficients, head, (x0, y0))
+
+    def _paint_mouth(self, region, opening, coefficients, head, origin) -> None:
+        import cv2
+
+        rotation = None if head is None or not np.any(head) else head_rotation(head)
+        points = self._turn(self.interior.model_points(self.model_coefficients(coefficients)), rotation)
+        screen = self._project(points)
+        screen[:, :2] += self.interior_correction - np.asarray(origin, dtype=np.float64)
+        rows, cols = np.nonzero(opening)
+        pad = 3
+        r0, r1 = max(rows.min() - pad, 0), min(rows.max() + pad + 1, opening.shape[0])
+        c0, c1 = max(cols.min() - pad, 0), min(cols.max() + pad + 1, opening.shape[1])
+        local = opening[r0:r1, c0:c1]
+        screen[:, 0] -= c0
+        screen[:, 1] -= r0
+        inside = self.interior.paint(screen, local)
+        soft = cv2.GaussianBlur(local.astype(np.float32), (0, 0), self.config.edge_softness)
+        alpha = np.where(local, 1.0, np.clip(soft, 0.0, 1.0))[..., None]
+        patch = region[r0:r1, c0:c1].astype(np.float64)
+        region[r0:r1, c0:c1] = np.clip(alpha * inside + (1.0 - alpha) * patch + 0.5, 0, 255).astype(np.uint8)
+
