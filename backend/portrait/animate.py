@@ -12,12 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from steadytalk_shared.schema import CHANNELS
 
 from ..face.landmarks import NUM_MESH_POINTS
-from ..face.shape_pass import rasterize
+from . import raster
 from .eyes import EyeLayer
 from .locate import FittedFace
 from .mesh import EYES, GAP, OUTSIDE, MeshConfig, build_mesh, eye_points, mouth_split
@@ -90,10 +89,6 @@ class PortraitAnimator:
         layer_offset = np.array([0.0, -1.0, -1.0, -2.0, 0.0])[self.mesh.copy_layer] * self.depth_step
         self.copy_offset = layer_offset
         self.outside_copy = self.mesh.copy_layer == OUTSIDE
-        self.triangles_t = torch.as_tensor(self.mesh.triangles, dtype=torch.long)
-        self.copy_attributes = np.concatenate(
-            [self.mesh.copy_source, self.mesh.copy_layer[:, None].astype(np.float32)], axis=1
-        )
         colours = estimate_colours(self.photo, face.landmarks, [model.regions.eye_left, model.regions.eye_right])
         self.interior = MouthInterior(model, colours, self.face_height, config.mouth)
         self.interior_correction = self.interior.corrections(correction)
@@ -175,30 +170,33 @@ class PortraitAnimator:
         import cv2
 
         x0, y0, x1, y1 = window
-        height, width = y1 - y0, x1 - x0
-        screen = drivers[self.mesh.copy_driver].copy()
-        screen[:, 2] += self.copy_offset
-        screen[self.outside_copy, 2] = -1e6  # behind everything: the face always wins
-        screen[:, 0] -= x0
-        screen[:, 1] -= y0
-        _, covered, attributes = rasterize(
-            torch.as_tensor(screen, dtype=torch.float32)[None],
-            self.triangles_t,
-            height,
-            width,
-            torch.as_tensor(self.copy_attributes)[None],
-        )
-        covered = covered[0].numpy()
-        attributes = attributes[0].numpy()
-        layer = np.rint(attributes[..., 2]).astype(np.int8)
-        map_x = attributes[..., 0] - 0.5
-        map_y = attributes[..., 1] - 0.5
+        shape = (y1 - y0, x1 - x0)
+        screen = drivers[self.mesh.copy_driver]
+        xy = screen[:, :2] - np.array([x0, y0], dtype=np.float64)
+        nearness = screen[:, 2] + self.copy_offset
+        nearness[self.outside_copy] = -1e6  # behind everything: the face always wins
+        triangles = self.mesh.triangles
+        corners = xy[triangles]
+        here = np.nonzero(raster.in_window(corners, shape))[0]
+        maps, usable = raster.barycentric_maps(corners[here])
+        depth = nearness[triangles[here]].mean(axis=1)
+        drawn = np.nonzero(usable)[0]
+        ids = raster.fill_ids(corners[here], drawn[np.argsort(depth[drawn], kind="stable")], shape)
+        rows, cols, texture = raster.sample(ids, maps, self.mesh.copy_source[triangles[here]].astype(np.float64))
+        layer = self.mesh.triangle_layer[here][ids[rows, cols]]
+        textured = layer != GAP
+        map_x = np.empty(shape, dtype=np.float32)
+        map_y = np.empty(shape, dtype=np.float32)
+        map_x[:] = np.arange(x0, x1, dtype=np.float32)[None]
+        map_y[:] = np.arange(y0, y1, dtype=np.float32)[:, None]
+        map_x[rows[textured], cols[textured]] = texture[textured, 0] - 0.5
+        map_y[rows[textured], cols[textured]] = texture[textured, 1] - 0.5
         warped = cv2.remap(source, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         region = out[y0:y1, x0:x1]
-        textured = covered & (layer != GAP)
-        region[textured] = warped[textured]
-        opening = covered & (layer == GAP)
-        if opening.any():
+        region[rows[textured], cols[textured]] = warped[rows[textured], cols[textured]]
+        if not textured.all():
+            opening = np.zeros(shape, dtype=bool)
+            opening[rows[~textured], cols[~textured]] = True
             self._paint_mouth(region, opening, coefficients, head, (x0, y0))
 
     def _paint_mouth(self, region, opening, coefficients, head, origin) -> None:
@@ -220,4 +218,3 @@ class PortraitAnimator:
         alpha = np.where(local, 1.0, np.clip(soft, 0.0, 1.0))[..., None]
         patch = region[r0:r1, c0:c1].astype(np.float64)
         region[r0:r1, c0:c1] = np.clip(alpha * inside + (1.0 - alpha) * patch + 0.5, 0, 255).astype(np.uint8)
-

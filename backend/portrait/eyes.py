@@ -66,7 +66,9 @@ class EyeLayer:
         self._buffer: np.ndarray | None = None
         axes = face.pose.rotation[:2, :2]
         self.eyes: list[_Eye] = []
-        irises = face.landmarks[IRIS_POINTS : IRIS_POINTS + 10, :2].reshape(2, 5, 2) if len(face.landmarks) >= 478 else None
+        irises = (
+            face.landmarks[IRIS_POINTS : IRIS_POINTS + 10, :2].reshape(2, 5, 2) if len(face.landmarks) >= 478 else None
+        )
         for loop in (face.model.regions.eye_left, face.model.regions.eye_right):
             eye = self._build(rest_xy[loop], irises, axes)
             if eye is not None:

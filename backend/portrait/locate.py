@@ -15,7 +15,14 @@ import numpy as np
 from steadytalk_shared.face_model import FaceModel
 
 from ..face.fitting import Fitter, Pose, identity_model
-from ..face.landmarks import CHIN, FOREHEAD, NUM_MESH_POINTS, FaceLandmarker, LandmarkerConfig
+from ..face.landmarks import (
+    CHIN,
+    FOREHEAD,
+    NUM_MESH_POINTS,
+    FaceLandmarker,
+    LandmarkerConfig,
+    _native_stderr_silenced,
+)
 from .deform import relax_shapes
 from .picture import PortraitError
 
@@ -63,7 +70,9 @@ def find_faces(rgb: np.ndarray, config: LocateConfig | None = None) -> list[np.n
     scale = min(1.0, config.detect_side / max(height, width))
     seen = rgb if scale == 1.0 else cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     detector = LandmarkerConfig(video=False, max_faces=config.max_faces)
-    with FaceLandmarker(detector) as landmarker:
+    # In still-image mode mediapipe's C++ side warns about its region of interest on every
+    # picture (to file descriptor 2); the warning says nothing to a user.
+    with FaceLandmarker(detector) as landmarker, _native_stderr_silenced():
         faces = landmarker.detect(seen)
     faces = [f / scale for f in faces]
     return sorted(faces, key=lambda f: float(f[:NUM_MESH_POINTS, 0].mean()))
@@ -77,7 +86,8 @@ def choose_face(
     if not faces:
         raise PortraitError(
             f"No face was found in {name}.",
-            f"Use a picture with one face clearly visible, near frontal, at least {config.min_face_pixels} pixels tall.",
+            f"Use a picture with one face clearly visible, near frontal, at least {config.min_face_pixels} "
+            "pixels tall.",
         )
     warnings = []
     if requested is not None:

@@ -171,7 +171,9 @@ def _ring(oval_xy: np.ndarray, width: int, height: int, config: MeshConfig) -> t
     scale = np.where(oval_xy[:, 1] > chin_line, config.ring_scale_below, config.ring_scale)
     ring = centre + scale[:, None] * (oval_xy - centre)
     margin = 0.02 * max(width, height)
-    inside = (ring[:, 0] > margin) & (ring[:, 0] < width - margin) & (ring[:, 1] > margin) & (ring[:, 1] < height - margin)
+    inside = (
+        (ring[:, 0] > margin) & (ring[:, 0] < width - margin) & (ring[:, 1] > margin) & (ring[:, 1] < height - margin)
+    )
     return ring[inside], np.nonzero(inside)[0]
 
 

@@ -16,12 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from steadytalk_shared.face_model import FaceModel
 
 from ..face.landmarks import LIPS_INNER_LOWER, LIPS_INNER_UPPER, LIPS_OUTER_LOWER, LIPS_OUTER_UPPER
-from ..face.shape_pass import rasterize
+from . import raster
 
 CAVITY, UPPER_TEETH, LOWER_TEETH, TONGUE = 0, 1, 2, 3
 # Cheek points of the face mesh (character's left, then right): skin colour and light direction.
@@ -195,9 +194,11 @@ class MouthInterior:
         rows = np.linspace(0.0, 1.0, config.tongue_rows)[:, None]
         crest = np.clip(1.0 - (along / config.tongue_width) ** 2, 0.0, None) ** 0.5
         base = edge_low - np.array([0.0, config.tongue_rise * 0.5, config.tongue_behind])
-        tongue = base[None] + rows[..., None] * np.stack(
-            [np.zeros_like(along), config.tongue_rise * 1.5 * crest, np.full_like(along, 0.004)], 1
-        )[None]
+        tongue = (
+            base[None]
+            + rows[..., None]
+            * np.stack([np.zeros_like(along), config.tongue_rise * 1.5 * crest, np.full_like(along, 0.004)], 1)[None]
+        )
         self.num_columns = n = len(along)
         self.rest_points = np.vstack([edge_up, edge_up + rise, edge_low, edge_low - rise, tongue.reshape(-1, 3)])
         u = (along + 1.0) / 2.0
@@ -205,13 +206,13 @@ class MouthInterior:
         parts = [(u, zeros, UPPER_TEETH), (u, ones, UPPER_TEETH), (u, zeros, LOWER_TEETH), (u, ones, LOWER_TEETH)]
         # Tongue shading: lit toward its crest and its middle, dark at its base and sides.
         parts += [(u, (0.35 + 0.65 * float(r)) * (0.55 + 0.45 * crest), TONGUE) for r in rows[:, 0]]
-        self.attributes = torch.as_tensor(
-            np.vstack([np.stack([a, b, np.full(n, m)], 1) for a, b, m in parts]), dtype=torch.float32
-        )[None]
+        self.attributes = np.vstack([np.stack([a, b], 1) for a, b, _ in parts])  # (N, 2): u, v
         line = np.arange(n)
         strips = [_strip(line, line + n), _strip(line + 2 * n, line + 3 * n)]
         strips += [_strip(line + (4 + r) * n, line + (5 + r) * n) for r in range(config.tongue_rows - 1)]
-        self.triangles = torch.as_tensor(np.vstack(strips), dtype=torch.long)
+        self.triangles = np.vstack(strips)
+        point_material = np.concatenate([np.full(n, m) for _, _, m in parts])
+        self.triangle_material = point_material[self.triangles[:, 0]]
         self.tongue_start = 4 * n
         # The lower teeth ride on the jaw alone (not on the lips' own shapes); the tongue moves
         # as the face model's tongue moves on average.
@@ -246,11 +247,17 @@ class MouthInterior:
 
         height, width = opening.shape
         c = self.colours
-        points = torch.as_tensor(screen, dtype=torch.float32)[None]
-        _, covered, attributes = rasterize(points, self.triangles, height, width, self.attributes)
-        attr = attributes[0].numpy().astype(np.float64)
-        u, v, material = attr[..., 0], attr[..., 1], np.rint(attr[..., 2]).astype(np.int64)
-        material[~covered[0].numpy()] = CAVITY
+        corners = screen[self.triangles, :2]
+        maps, usable = raster.barycentric_maps(corners)
+        drawn = np.nonzero(usable & raster.in_window(corners, (height, width)))[0]
+        depth = screen[self.triangles[drawn], 2].mean(axis=1)
+        ids = raster.fill_ids(corners, drawn[np.argsort(depth, kind="stable")], (height, width))
+        rows, cols, values = raster.sample(ids, maps, self.attributes[self.triangles])
+        material = np.full((height, width), CAVITY, dtype=np.int64)
+        material[rows, cols] = self.triangle_material[ids[rows, cols]]
+        u = np.zeros((height, width))
+        v = np.zeros((height, width))
+        u[rows, cols], v[rows, cols] = values[:, 0], values[:, 1]
         out = np.empty((height, width, 3))
         out[:] = c.cavity
         teeth = (material == UPPER_TEETH) | (material == LOWER_TEETH)

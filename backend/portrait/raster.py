@@ -1,0 +1,67 @@
+"""Piecewise-affine drawing of triangle meshes into a window, for one frame on a CPU.
+
+The face-shape pass rasterizer (``face.shape_pass``) fills batches of frames with exact
+pixel-centre coverage, which a renderer's training needs; a portrait needs one frame at a time,
+fast. Here each triangle in the window is filled with its index (OpenCV's polygon fill, far to
+near, so nearer triangles cover farther ones), then every covered pixel takes its triangle's
+barycentric weights at its centre and with them the texture position (or any attribute).
+Triangles of no area are skipped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SUBPIXEL_BITS = 4  # OpenCV's fill takes fixed-point corners: 1/16 pixel
+NO_AREA = 1e-3  # square pixels: triangles smaller than this cover nothing
+
+
+def barycentric_maps(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per triangle, the affine maps from a pixel position to its three barycentric weights.
+
+    ``corners``: (F, 3, 2) pixel positions. Returns maps (F, 3, 3) with ``weights = map @ [x,
+    y, 1]``, and which triangles have an area (F,) bool. Closed form (a batched matrix inverse
+    costs ten times more)."""
+    x, y = corners[..., 0], corners[..., 1]
+    xa, xb, xc = x[:, 0], x[:, 1], x[:, 2]
+    ya, yb, yc = y[:, 0], y[:, 1], y[:, 2]
+    twice = (xb - xa) * (yc - ya) - (yb - ya) * (xc - xa)
+    usable = np.abs(twice) > 2.0 * NO_AREA
+    inv = np.where(usable, 1.0 / np.where(usable, twice, 1.0), 0.0)[:, None]
+    a = np.stack([yb - yc, yc - ya, ya - yb], axis=1) * inv
+    b = np.stack([xc - xb, xa - xc, xb - xa], axis=1) * inv
+    c = np.stack([xb * yc - xc * yb, xc * ya - xa * yc, xa * yb - xb * ya], axis=1) * inv
+    return np.stack([a, b, c], axis=2), usable
+
+
+def fill_ids(corners: np.ndarray, order: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(h, w) int32 map of which triangle covers each pixel (-1: none), triangles drawn in
+    ``order`` (later ones cover earlier ones). ``corners``: (F, 3, 2) window pixels (pixel
+    centres at +0.5)."""
+    import cv2
+
+    ids = np.full(shape, -1, dtype=np.int32)
+    # OpenCV puts pixel centres at integers: shift by half a pixel, to fixed point.
+    fixed = np.round((corners - 0.5) * (1 << SUBPIXEL_BITS)).astype(np.int32)
+    for index in order:
+        cv2.fillConvexPoly(ids, fixed[index], int(index), lineType=cv2.LINE_8, shift=SUBPIXEL_BITS)
+    return ids
+
+
+def in_window(corners: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(F,) bool: triangles whose bounding box meets the window [0, w) x [0, h)."""
+    lo, hi = corners.min(axis=1), corners.max(axis=1)
+    return (hi[:, 0] >= 0) & (hi[:, 1] >= 0) & (lo[:, 0] <= shape[1]) & (lo[:, 1] <= shape[0])
+
+
+def sample(ids: np.ndarray, maps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-corner ``values`` (F, 3, K) interpolated at the covered pixels' centres: (rows, cols,
+    (P, K)). The fill covers a little more than each triangle: the weights are clamped to the
+    triangle, so its edge pixels repeat its edge instead of reading past it."""
+    rows, cols = np.nonzero(ids >= 0)
+    which = ids[rows, cols]
+    chosen = maps[which]  # (P, 3, 3)
+    weights = chosen[..., 0] * (cols + 0.5)[:, None] + chosen[..., 1] * (rows + 0.5)[:, None] + chosen[..., 2]
+    weights = np.clip(weights, 0.0, None)
+    weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
+    return rows, cols, np.einsum("pi,pik->pk", weights, values[which])
