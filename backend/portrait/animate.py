@@ -89,6 +89,8 @@ class PortraitAnimator:
         layer_offset = np.array([0.0, -1.0, -1.0, -2.0, 0.0])[self.mesh.copy_layer] * self.depth_step
         self.copy_offset = layer_offset
         self.outside_copy = self.mesh.copy_layer == OUTSIDE
+        # Pixel positions (identity maps for the warp); a window's maps start from these.
+        self._grid_y, self._grid_x = (g.astype(np.float32) for g in np.mgrid[: self.height, : self.width])
         colours = estimate_colours(self.photo, face.landmarks, [model.regions.eye_left, model.regions.eye_right])
         self.interior = MouthInterior(model, colours, self.face_height, config.mouth)
         self.interior_correction = self.interior.corrections(correction)
@@ -156,7 +158,7 @@ class PortraitAnimator:
         if not changed.any():
             return out
         window = self._window(drivers, changed)
-        self._draw(out, source, drivers, coefficients, head, window)
+        self._draw(out, source, drivers, changed, coefficients, head, window)
         return out
 
     def _window(self, drivers: np.ndarray, changed: np.ndarray) -> tuple[int, int, int, int]:
@@ -166,7 +168,10 @@ class PortraitAnimator:
         x1, y1 = np.ceil(both.max(axis=0)).astype(int) + 2
         return max(x0, 0), max(y0, 0), min(x1, self.width), min(y1, self.height)
 
-    def _draw(self, out, source, drivers, coefficients, head, window) -> None:
+    def _draw(self, out, source, drivers, changed, coefficients, head, window) -> None:
+        """Redraw ``window``: every triangle in it, far to near (so unchanged triangles still
+        cover changed ones behind them), but only the pixels of changed triangles are sampled
+        (the others show the picture where it is: they are the picture)."""
         import cv2
 
         x0, y0, x1, y1 = window
@@ -180,23 +185,30 @@ class PortraitAnimator:
         here = np.nonzero(raster.in_window(corners, shape))[0]
         maps, usable = raster.barycentric_maps(corners[here])
         depth = nearness[triangles[here]].mean(axis=1)
-        drawn = np.nonzero(usable)[0]
+        moved = changed[here]
+        # An unchanged triangle behind every changed one needs no drawing: drawn first, it would
+        # only be covered or show what the picture already shows there.
+        needed = usable & (moved | (depth > depth[moved].min()))
+        drawn = np.nonzero(needed)[0]
         ids = raster.fill_ids(corners[here], drawn[np.argsort(depth[drawn], kind="stable")], shape)
-        rows, cols, texture = raster.sample(ids, maps, self.mesh.copy_source[triangles[here]].astype(np.float64))
-        layer = self.mesh.triangle_layer[here][ids[rows, cols]]
-        textured = layer != GAP
-        map_x = np.empty(shape, dtype=np.float32)
-        map_y = np.empty(shape, dtype=np.float32)
-        map_x[:] = np.arange(x0, x1, dtype=np.float32)[None]
-        map_y[:] = np.arange(y0, y1, dtype=np.float32)[:, None]
-        map_x[rows[textured], cols[textured]] = texture[textured, 0] - 0.5
-        map_y[rows[textured], cols[textured]] = texture[textured, 1] - 0.5
+        flat = ids.ravel()
+        pixels = np.nonzero(flat >= 0)[0]
+        pixels = pixels[moved[flat[pixels]]]
+        texture = raster.sample(ids, maps, self.mesh.copy_source[triangles[here]].astype(np.float64), pixels)
+        gap = self.mesh.triangle_layer[here][flat[pixels]] == GAP
+        textured = pixels[~gap]
+        map_x = np.ascontiguousarray(self._grid_x[y0:y1, x0:x1])
+        map_y = np.ascontiguousarray(self._grid_y[y0:y1, x0:x1])
+        map_x.ravel()[textured] = texture[~gap, 0] - 0.5
+        map_y.ravel()[textured] = texture[~gap, 1] - 0.5
         warped = cv2.remap(source, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        mask = np.zeros(shape, dtype=bool)
+        mask.ravel()[textured] = True
         region = out[y0:y1, x0:x1]
-        region[rows[textured], cols[textured]] = warped[rows[textured], cols[textured]]
-        if not textured.all():
+        np.copyto(region, warped, where=mask[..., None])
+        if gap.any():
             opening = np.zeros(shape, dtype=bool)
-            opening[rows[~textured], cols[~textured]] = True
+            opening.ravel()[pixels[gap]] = True
             self._paint_mouth(region, opening, coefficients, head, (x0, y0))
 
     def _paint_mouth(self, region, opening, coefficients, head, origin) -> None:

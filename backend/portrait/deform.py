@@ -47,9 +47,12 @@ def relax_shapes(model: FaceModel, config: RelaxConfig | None = None) -> FaceMod
     for loop in (regions.lips_outer, regions.lips_inner, regions.eye_left, regions.eye_right):
         held[loop] = True
     deltas = model.deltas.astype(np.float64).copy()
-    face = deltas[:, :NUM_MESH_POINTS]  # (S, N, 3), a view
-    fixed = face[:, held].copy()
+    shapes = len(deltas)
+    # Vertices first, (shape, axis) after: one matrix product per round.
+    face = deltas[:, :NUM_MESH_POINTS].transpose(1, 0, 2).reshape(NUM_MESH_POINTS, -1)
+    fixed = face[held].copy()
     for _ in range(config.rounds):
-        face += config.step * (np.einsum("ij,sjk->sik", mean, face) - face)
-        face[:, held] = fixed
+        face += config.step * (mean @ face - face)
+        face[held] = fixed
+    deltas[:, :NUM_MESH_POINTS] = face.reshape(NUM_MESH_POINTS, shapes, 3).transpose(1, 0, 2)
     return replace(model, deltas=deltas.astype(np.float32))

@@ -252,7 +252,9 @@ class MouthInterior:
         drawn = np.nonzero(usable & raster.in_window(corners, (height, width)))[0]
         depth = screen[self.triangles[drawn], 2].mean(axis=1)
         ids = raster.fill_ids(corners, drawn[np.argsort(depth, kind="stable")], (height, width))
-        rows, cols, values = raster.sample(ids, maps, self.attributes[self.triangles])
+        pixels = np.nonzero(ids.ravel() >= 0)[0]
+        rows, cols = np.divmod(pixels, width)
+        values = raster.sample(ids, maps, self.attributes[self.triangles], pixels)
         material = np.full((height, width), CAVITY, dtype=np.int64)
         material[rows, cols] = self.triangle_material[ids[rows, cols]]
         u = np.zeros((height, width))

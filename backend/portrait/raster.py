@@ -19,8 +19,9 @@ NO_AREA = 1e-3  # square pixels: triangles smaller than this cover nothing
 def barycentric_maps(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per triangle, the affine maps from a pixel position to its three barycentric weights.
 
-    ``corners``: (F, 3, 2) pixel positions. Returns maps (F, 3, 3) with ``weights = map @ [x,
-    y, 1]``, and which triangles have an area (F,) bool. Closed form (a batched matrix inverse
+    ``corners``: (F, 3, 2) pixel positions. Returns maps (F, 9): the weights of the three
+    corners are ``map[0:3] * x + map[3:6] * y + map[6:9]``; and which triangles have an area
+    (F,) bool. Closed form (a batched matrix inverse
     costs ten times more)."""
     x, y = corners[..., 0], corners[..., 1]
     xa, xb, xc = x[:, 0], x[:, 1], x[:, 2]
@@ -31,7 +32,7 @@ def barycentric_maps(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     a = np.stack([yb - yc, yc - ya, ya - yb], axis=1) * inv
     b = np.stack([xc - xb, xa - xc, xb - xa], axis=1) * inv
     c = np.stack([xb * yc - xc * yb, xc * ya - xa * yc, xa * yb - xb * ya], axis=1) * inv
-    return np.stack([a, b, c], axis=2), usable
+    return np.concatenate([a, b, c], axis=1), usable
 
 
 def fill_ids(corners: np.ndarray, order: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -54,14 +55,19 @@ def in_window(corners: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return (hi[:, 0] >= 0) & (hi[:, 1] >= 0) & (lo[:, 0] <= shape[1]) & (lo[:, 1] <= shape[0])
 
 
-def sample(ids: np.ndarray, maps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-corner ``values`` (F, 3, K) interpolated at the covered pixels' centres: (rows, cols,
-    (P, K)). The fill covers a little more than each triangle: the weights are clamped to the
-    triangle, so its edge pixels repeat its edge instead of reading past it."""
-    rows, cols = np.nonzero(ids >= 0)
-    which = ids[rows, cols]
-    chosen = maps[which]  # (P, 3, 3)
-    weights = chosen[..., 0] * (cols + 0.5)[:, None] + chosen[..., 1] * (rows + 0.5)[:, None] + chosen[..., 2]
-    weights = np.clip(weights, 0.0, None)
+def sample(ids: np.ndarray, maps: np.ndarray, values: np.ndarray, pixels: np.ndarray | None = None) -> np.ndarray:
+    """Per-corner ``values`` (F, 3, K) interpolated at the centres of ``pixels`` (flat indices
+    into ``ids``, all covered; default: every covered pixel, in order): (P, K). The fill covers
+    a little more than each triangle: the weights are clamped to the triangle, so its edge
+    pixels repeat its edge instead of reading past it."""
+    flat = ids.ravel()
+    if pixels is None:
+        pixels = np.nonzero(flat >= 0)[0]
+    rows, cols = np.divmod(pixels, ids.shape[1])
+    which = flat[pixels]
+    chosen = np.take(maps, which, axis=0)  # (P, 9); take gathers rows 3x faster than indexing
+    weights = chosen[:, 0:3] * (cols + 0.5)[:, None] + chosen[:, 3:6] * (rows + 0.5)[:, None] + chosen[:, 6:9]
+    np.clip(weights, 0.0, None, out=weights)
     weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
-    return rows, cols, np.einsum("pi,pik->pk", weights, values[which])
+    corner_values = np.take(values.reshape(len(values), -1), which, axis=0).reshape(len(which), 3, -1)
+    return np.einsum("pi,pik->pk", weights, corner_values)
