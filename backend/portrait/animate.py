@@ -114,7 +114,10 @@ class PortraitAnimator:
 
     def posed_model(self, coefficients: np.ndarray) -> np.ndarray:
         """(V, 3) model vertices for schema-order coefficients, before head motion."""
-        flat = self.rest.reshape(-1) + self.model_coefficients(coefficients) @ self.deltas
+        c = self.model_coefficients(coefficients)
+        active = np.flatnonzero(c)  # most shapes are at rest in any frame
+        # einsum, not a BLAS product: a multithreaded gemv this small costs more than it computes.
+        flat = self.rest.reshape(-1) + np.einsum("s,sk->k", c[active], self.deltas[active])
         return flat.reshape(self.rest.shape)
 
     def drivers(self, coefficients: np.ndarray, head: np.ndarray | None = None) -> np.ndarray:
