@@ -33,11 +33,12 @@ class AnimatorConfig:
     # Hidden layers sit this far behind the face (times the face height, in depth pixels), so
     # the depth test puts lids over eyes and lips over the mouth's inside.
     layer_depth: float = 0.03
+    # Triangles drawn more than this many times their size in the picture are clamped at their
+    # edges (see ``raster.sample``).
+    max_magnification: float = 3.0
     # Head rotations turn about this point of the face model (metres: behind the jaw, in the
     # neck), as a head turns on the neck.
     head_pivot: tuple[float, float, float] = (0.0, -0.11, -0.08)
-    # The lips' opening is blended into the warped picture over this many pixels (anti-aliasing).
-    edge_softness: float = 0.6
 
 
 def head_rotation(angles: np.ndarray) -> np.ndarray:
@@ -89,6 +90,7 @@ class PortraitAnimator:
         layer_offset = np.array([0.0, -1.0, -1.0, -2.0, 0.0])[self.mesh.copy_layer] * self.depth_step
         self.copy_offset = layer_offset
         self.outside_copy = self.mesh.copy_layer == OUTSIDE
+        self.source_area = raster.area(self.mesh.copy_source[self.mesh.triangles].astype(np.float64))
         # Pixel positions (identity maps for the warp); a window's maps start from these.
         self._grid_y, self._grid_x = (g.astype(np.float32) for g in np.mgrid[: self.height, : self.width])
         colours = estimate_colours(self.photo, face.landmarks, [model.regions.eye_left, model.regions.eye_right])
@@ -197,7 +199,11 @@ class PortraitAnimator:
         flat = ids.ravel()
         pixels = np.nonzero(flat >= 0)[0]
         pixels = pixels[moved[flat[pixels]]]
-        texture = raster.sample(ids, maps, self.mesh.copy_source[triangles[here]].astype(np.float64), pixels)
+        sources = self.mesh.copy_source[triangles[here]].astype(np.float64)
+        # A triangle magnified many times (a sliver of texture opened up, as the mouth's halves
+        # when the lips part) must not be extended past its edges: a pixel beyond reads far away.
+        magnified = raster.area(corners[here]) > self.config.max_magnification * self.source_area[here] + 1.0
+        texture = raster.sample(ids, maps, sources, pixels, clamp=magnified)
         gap = self.mesh.triangle_layer[here][flat[pixels]] == GAP
         textured = pixels[~gap]
         map_x = np.ascontiguousarray(self._grid_x[y0:y1, x0:x1])
@@ -212,9 +218,12 @@ class PortraitAnimator:
         if gap.any():
             opening = np.zeros(shape, dtype=bool)
             opening.ravel()[pixels[gap]] = True
-            self._paint_mouth(region, opening, coefficients, head, (x0, y0))
+            self._paint_mouth(region, opening, drivers, coefficients, head, (x0, y0))
 
-    def _paint_mouth(self, region, opening, coefficients, head, origin) -> None:
+    def _paint_mouth(self, region, opening, drivers, coefficients, head, origin) -> None:
+        """Paint the mouth's inside into ``opening`` (pixels of ``region`` where the gap is the
+        nearest layer), blended by how much of each pixel the gap covers: an opening thinner than
+        a pixel (lips just parting) shows only that share, and the lips' edges are anti-aliased."""
         import cv2
 
         rotation = None if head is None or not np.any(head) else head_rotation(head)
@@ -229,7 +238,12 @@ class PortraitAnimator:
         screen[:, 0] -= c0
         screen[:, 1] -= r0
         inside = self.interior.paint(screen, local)
-        soft = cv2.GaussianBlur(local.astype(np.float32), (0, 0), self.config.edge_softness)
-        alpha = np.where(local, 1.0, np.clip(soft, 0.0, 1.0))[..., None]
+        outline = drivers[self.mesh.gap_outline, :2] - np.array([origin[0] + c0, origin[1] + r0]) - 0.5
+        # The share of each pixel inside the gap, from a fill at 4x4 samples per pixel.
+        fine = np.zeros((local.shape[0] * 4, local.shape[1] * 4), dtype=np.uint8)
+        cv2.fillPoly(fine, [np.round((outline + 0.5) * 4 * 16 - 0.5 * 16).astype(np.int32)], 255, shift=4)
+        coverage = cv2.resize(fine, (local.shape[1], local.shape[0]), interpolation=cv2.INTER_AREA)
+        near = cv2.dilate(local.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        alpha = np.where(near, coverage / 255.0, 0.0)[..., None]
         patch = region[r0:r1, c0:c1].astype(np.float64)
         region[r0:r1, c0:c1] = np.clip(alpha * inside + (1.0 - alpha) * patch + 0.5, 0, 255).astype(np.uint8)

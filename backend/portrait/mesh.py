@@ -144,6 +144,7 @@ class WarpMesh:
     triangles: np.ndarray  # (F, 3) int64 into the copies
     triangle_layer: np.ndarray  # (F,)
     oval: np.ndarray  # face boundary loop (face vertex indices)
+    gap_outline: np.ndarray  # drivers around the gap: upper mid-line, then the lower one back
 
 
 def eye_points(model: FaceModel, margin: float) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
@@ -269,7 +270,8 @@ def build_mesh(
     outside_xy = np.vstack([oval_xy, ring_rest, border])
     outside_copies = builder.add(outside_drivers, OUTSIDE, outside_xy)
     builder.triangles(outside_copies[_outside_triangles(outside_xy, len(oval))], OUTSIDE)
-    return WarpMesh(drivers, *builder.arrays(), oval=oval)
+    gap_outline = np.concatenate([for_gap[0], for_gap[1][::-1]])
+    return WarpMesh(drivers, *builder.arrays(), oval=oval, gap_outline=gap_outline)
 
 
 def _strip(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -42,11 +42,12 @@ class MouthConfig:
     teeth_behind_lips: float = 0.003  # depth behind the inner lip line at the middle
     arch_depth: float = 0.012  # how much further back the arch is at its ends
     cavity_brightness: float = 0.22  # times the lip colour
-    tongue_brightness: float = 0.7
+    tongue_brightness: float = 0.9
     tongue_rows: int = 3
     tongue_width: float = 0.75  # share of the arch's half width
     tongue_rise: float = 0.004  # the crest's height above the lower teeth's edge (metres)
     tongue_behind: float = 0.007  # how far behind the lower teeth the tongue's front is
+    tongue_lift: float = 0.3  # the tongue rises this much per unit it comes forward
     gum_share: float = 0.3  # the part of a tooth strip nearest its root shows gum
     shadow: float = 0.006  # lip shadow width on teeth and tongue, times the face height
 
@@ -205,7 +206,7 @@ class MouthInterior:
         zeros, ones = np.zeros(n), np.ones(n)
         parts = [(u, zeros, UPPER_TEETH), (u, ones, UPPER_TEETH), (u, zeros, LOWER_TEETH), (u, ones, LOWER_TEETH)]
         # Tongue shading: lit toward its crest and its middle, dark at its base and sides.
-        parts += [(u, (0.35 + 0.65 * float(r)) * (0.55 + 0.45 * crest), TONGUE) for r in rows[:, 0]]
+        parts += [(u, (0.6 + 0.4 * float(r)) * (0.7 + 0.3 * crest), TONGUE) for r in rows[:, 0]]
         self.attributes = np.vstack([np.stack([a, b], 1) for a, b, _ in parts])  # (N, 2): u, v
         line = np.arange(n)
         strips = [_strip(line, line + n), _strip(line + 2 * n, line + 3 * n)]
@@ -218,7 +219,13 @@ class MouthInterior:
         # as the face model's tongue moves on average.
         self.jaw_shapes = [i for i, name in enumerate(model.shape_names) if name.startswith("jaw")]
         self.jaw_deltas = model.deltas[self.jaw_shapes][:, self.lower].astype(np.float64)  # (J, 11, 3)
-        self.tongue_deltas = model.deltas[:, model.regions.tongue].astype(np.float64).mean(axis=1)  # (S, 3)
+        # The face model's tongue drops its tip as it comes out, so that a frontal camera sees
+        # its flat upper side; the dome has a front already, so from shapes other than the jaw's
+        # it takes only the forward motion, and rises with it toward the upper teeth (th, l).
+        tongue = model.deltas[:, model.regions.tongue].astype(np.float64).mean(axis=1)  # (S, 3)
+        own = np.array([not name.startswith("jaw") for name in model.shape_names])
+        tongue[own, 1] = config.tongue_lift * np.maximum(tongue[own, 2], 0.0)
+        self.tongue_deltas = tongue
 
     def model_points(self, coefficients: np.ndarray) -> np.ndarray:
         """Teeth and tongue this frame, model space (metres, before head motion): (N, 3).
@@ -254,7 +261,7 @@ class MouthInterior:
         ids = raster.fill_ids(corners, drawn[np.argsort(depth, kind="stable")], (height, width))
         pixels = np.nonzero(ids.ravel() >= 0)[0]
         rows, cols = np.divmod(pixels, width)
-        values = raster.sample(ids, maps, self.attributes[self.triangles], pixels)
+        values = raster.sample(ids, maps, self.attributes[self.triangles], pixels, clamp=np.ones(len(maps), bool))
         material = np.full((height, width), CAVITY, dtype=np.int64)
         material[rows, cols] = self.triangle_material[ids[rows, cols]]
         u = np.zeros((height, width))

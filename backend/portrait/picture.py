@@ -81,7 +81,7 @@ def read_picture(source: bytes | Path, name: str | None = None, config: PictureC
 def _read_bytes(source: bytes | Path, name: str | None) -> tuple[bytes, str]:
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
-        name = name or "the picture"
+        name = name or "the uploaded picture"
     else:
         path = Path(source)
         name = name or path.name

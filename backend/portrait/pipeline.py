@@ -71,7 +71,7 @@ def prepare_portrait(image: bytes | Path, options: PortraitOptions | None = None
     video = fit_to_video(picture.rgb, options.size)
     face = fit_face(choice.landmarks, video.shape[1] / picture.rgb.shape[1])
     warnings = [*picture.notes, *choice.warnings, *check_fit(face, picture.name, options.size, options.locate)]
-    return Portrait(picture, video, face, choice, warnings)
+    return Portrait(picture, video, face, choice, [w[:1].upper() + w[1:] for w in warnings])
 
 
 @dataclass
@@ -188,7 +188,7 @@ def render_portrait_bytes(
     the summary (no paths of the client's are read or written)."""
     with tempfile.TemporaryDirectory(prefix="steadytalk-portrait-") as folder:
         out = Path(folder) / "portrait.mp4"
-        summary = render_portrait(image, audio, out, transcript, options, progress, cancelled, "the picture")
+        summary = render_portrait(image, audio, out, transcript, options, progress, cancelled)
         data = out.read_bytes()
     summary.pop("out")
     return data, summary

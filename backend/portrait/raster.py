@@ -35,6 +35,12 @@ def barycentric_maps(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([a, b, c], axis=1), usable
 
 
+def area(corners: np.ndarray) -> np.ndarray:
+    """(F,) area of each triangle (F, 3, 2), square pixels."""
+    a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]
+    return 0.5 * np.abs((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
+
+
 def fill_ids(corners: np.ndarray, order: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """(h, w) int32 map of which triangle covers each pixel (-1: none), triangles drawn in
     ``order`` (later ones cover earlier ones). ``corners``: (F, 3, 2) window pixels (pixel
@@ -55,11 +61,20 @@ def in_window(corners: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return (hi[:, 0] >= 0) & (hi[:, 1] >= 0) & (lo[:, 0] <= shape[1]) & (lo[:, 1] <= shape[0])
 
 
-def sample(ids: np.ndarray, maps: np.ndarray, values: np.ndarray, pixels: np.ndarray | None = None) -> np.ndarray:
+def sample(
+    ids: np.ndarray,
+    maps: np.ndarray,
+    values: np.ndarray,
+    pixels: np.ndarray | None = None,
+    clamp: np.ndarray | None = None,
+) -> np.ndarray:
     """Per-corner ``values`` (F, 3, K) interpolated at the centres of ``pixels`` (flat indices
-    into ``ids``, all covered; default: every covered pixel, in order): (P, K). The fill covers
-    a little more than each triangle: the weights are clamped to the triangle, so its edge
-    pixels repeat its edge instead of reading past it."""
+    into ``ids``, all covered; default: every covered pixel, in order): (P, K).
+
+    The fill covers a little more than each triangle; its edge pixels extend the triangle's
+    affine map, which continues its neighbour's smoothly (exactly, at rest). Triangles marked
+    in ``clamp`` (F,) bool (slivers, whose map a pixel away means something else entirely)
+    have the weights clamped to the triangle instead: their edge pixels repeat the edge."""
     flat = ids.ravel()
     if pixels is None:
         pixels = np.nonzero(flat >= 0)[0]
@@ -67,7 +82,9 @@ def sample(ids: np.ndarray, maps: np.ndarray, values: np.ndarray, pixels: np.nda
     which = flat[pixels]
     chosen = np.take(maps, which, axis=0)  # (P, 9); take gathers rows 3x faster than indexing
     weights = chosen[:, 0:3] * (cols + 0.5)[:, None] + chosen[:, 3:6] * (rows + 0.5)[:, None] + chosen[:, 6:9]
-    np.clip(weights, 0.0, None, out=weights)
-    weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
+    if clamp is not None:
+        held = clamp[which]
+        clipped = np.clip(weights[held], 0.0, None)
+        weights[held] = clipped / np.maximum(clipped.sum(axis=1, keepdims=True), 1e-12)
     corner_values = np.take(values.reshape(len(values), -1), which, axis=0).reshape(len(which), 3, -1)
     return np.einsum("pi,pik->pk", weights, corner_values)
