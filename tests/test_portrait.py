@@ -398,3 +398,33 @@ def test_cli_renders_a_portrait(demo_wav, demo_transcript, tmp_path):
     assert out.exists() and "256x204" in proc.stdout and "face 1 of 1" in proc.stdout
     missing = _run("portrait", GRID, "--audio", tmp_path / "none.wav", "--out", tmp_path / "x.mp4")
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+# -- the evaluation -------------------------------------------------------------------------
+@needs_images
+def test_eval_portrait_on_one_held_out_clip(tmp_path):
+    from steadytalk_backend.evaluation.portrait import evaluate_portrait, format_portrait_report
+
+    source = IMAGES.parent / "video" / "grid_s1_val"
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for suffix in (".mpg", ".align", ".16k.wav"):
+        (clips / f"lgbm3s{suffix}").symlink_to(source / f"lgbm3s{suffix}")
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    (pictures / GRID.name).symlink_to(GRID)
+    (pictures / "notes.txt").write_text("not a picture: listed, skipped")
+    speech = tmp_path / "audio" / "jfk_inaugural_1961_11s.flac"
+    speech.parent.mkdir()
+    speech.symlink_to(IMAGES.parent / "audio" / speech.name)
+    report = evaluate_portrait(clips, pictures, tmp_path / "out", log=lambda line: None)
+    rows = report["rows"]
+    assert report["clips"] == 1 and report["size"] == [360, 288]
+    for name in ("portrait", "still picture"):
+        assert 0 < rows[name]["lmd"] < 10 and 15 < rows[name]["psnr_face"] < 50 and 0 < rows[name]["ssim_face"] <= 1
+        assert 0 < rows[name]["msi_lips"] <= 2
+    # The portrait's mouth opens and closes with the real one; a still picture's does not.
+    assert rows["portrait"]["mouth_opening_r"] > 0.4 > rows["still picture"]["mouth_opening_r"]
+    sheet = cv2.imread(report["contact_sheet"])
+    assert sheet is not None and sheet.shape[0] == 240
+    assert "still picture" in format_portrait_report(report)
