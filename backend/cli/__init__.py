@@ -2,9 +2,9 @@
 
 One module per command group (``lipsync``, ``avatar``, ``render``, ``portrait``, ``service``,
 ``evaluation``), each registering its sub-commands with their handler; ``common`` holds what
-they share. On top of every room: may import any of them, lazily inside the handlers, so ``--help`` stays fast.
-User errors end with ``error: <what went wrong> <what to do>`` and exit status 2, never a
-traceback; ``STEADYTALK_DEBUG=1`` shows the traceback for bug reports.
+they share. On top of every room: may import any of them, lazily inside the handlers, so
+``--help`` stays fast. User errors end with ``error: <what went wrong> <what to do>`` and exit
+status 2, never a traceback; ``STEADYTALK_DEBUG=1`` shows the traceback for bug reports.
 """
 
 from __future__ import annotations
