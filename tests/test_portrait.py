@@ -398,6 +398,9 @@ def test_cli_renders_a_portrait(demo_wav, demo_transcript, tmp_path):
     assert out.exists() and "256x204" in proc.stdout and "face 1 of 1" in proc.stdout
     missing = _run("portrait", GRID, "--audio", tmp_path / "none.wav", "--out", tmp_path / "x.mp4")
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+    tiny = _run("portrait", GRID, "--audio", demo_wav, "--out", tmp_path / "x.mp4", "--size", "64")
+    assert tiny.returncode == 2 and "--size 64 is out of range" in tiny.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["talk.mp4"]
 
 
 # -- the evaluation -------------------------------------------------------------------------

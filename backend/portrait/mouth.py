@@ -21,11 +21,11 @@ from steadytalk_shared.face_model import FaceModel
 
 from ..face.landmarks import LIPS_INNER_LOWER, LIPS_INNER_UPPER, LIPS_OUTER_LOWER, LIPS_OUTER_UPPER
 from . import raster
+from .eyes import IRIS_POINTS
 
 CAVITY, UPPER_TEETH, LOWER_TEETH, TONGUE = 0, 1, 2, 3
 # Cheek points of the face mesh (character's left, then right): skin colour and light direction.
 CHEEKS_LEFT, CHEEKS_RIGHT = (425, 411, 427, 280), (205, 187, 207, 50)
-IRIS_POINTS = 468  # refined landmarks: 468-472 one iris (centre first), 473-477 the other
 
 
 @dataclass(frozen=True)
