@@ -405,7 +405,7 @@ def test_cli_renders_a_portrait(demo_wav, demo_transcript, tmp_path):
 
 # -- the evaluation -------------------------------------------------------------------------
 @needs_images
-def test_eval_portrait_on_one_held_out_clip(tmp_path):
+def test_eval_portrait_on_one_held_out_clip(tmp_path, demo_wav):
     from steadytalk_backend.evaluation.portrait import evaluate_portrait, format_portrait_report
 
     source = IMAGES.parent / "video" / "grid_s1_val"
@@ -417,10 +417,7 @@ def test_eval_portrait_on_one_held_out_clip(tmp_path):
     pictures.mkdir()
     (pictures / GRID.name).symlink_to(GRID)
     (pictures / "notes.txt").write_text("not a picture: listed, skipped")
-    speech = tmp_path / "audio" / "jfk_inaugural_1961_11s.flac"
-    speech.parent.mkdir()
-    speech.symlink_to(IMAGES.parent / "audio" / speech.name)
-    report = evaluate_portrait(clips, pictures, tmp_path / "out", log=lambda line: None)
+    report = evaluate_portrait(clips, pictures, tmp_path / "out", log=lambda line: None, sheet_audio=demo_wav)
     rows = report["rows"]
     assert report["clips"] == 1 and report["size"] == [360, 288]
     for name in ("portrait", "still picture"):

@@ -53,6 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     eval_portrait.add_argument(
         "--images", type=Path, help="a folder of pictures: a contact sheet of each one's widest mouth"
     )
+    eval_portrait.add_argument(
+        "--speech", type=Path, help="speech for the contact sheet (default: the JFK clip in ../shared/data/audio)"
+    )
     eval_portrait.add_argument("--out", type=Path, default=Path("eval_portrait"), help="the contact sheet goes here")
     eval_portrait.add_argument("--json", type=Path, help="also write the report as JSON")
     evaluate.set_defaults(handler=cmd_eval)
@@ -83,7 +86,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         if not args.clips.is_dir():
             raise SteadyTalkError(f"No clips folder at {args.clips}.", "Pass --clips with NAME.mpg + NAME.align files.")
-        report = evaluate_portrait(args.clips, args.images, args.out, log)
+        report = evaluate_portrait(args.clips, args.images, args.out, log, args.speech)
         print(format_portrait_report(report))
     else:
         report = evaluate_lipsync(args.directory, fps=args.fps, speech_dir=args.speech_dir, log=log)

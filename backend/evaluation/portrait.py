@@ -111,8 +111,11 @@ def _gap_ratio(track: np.ndarray, mesh_start: int) -> np.ndarray:
     return lip_gap_ratio(mesh)
 
 
-def evaluate_portrait(clips_dir: Path, images_dir: Path | None, out_dir: Path, log: Log = print) -> dict:
-    """Held-out clips (NAME.mpg + NAME.align + NAME.16k.wav) and, when given, the contact sheet."""
+def evaluate_portrait(
+    clips_dir: Path, images_dir: Path | None, out_dir: Path, log: Log = print, sheet_audio: Path | None = None
+) -> dict:
+    """Held-out clips (NAME.mpg + NAME.align + NAME.16k.wav) and, when given, the contact sheet
+    of ``images_dir`` driven by ``sheet_audio`` (see ``contact_sheet``)."""
     out_dir = Path(out_dir)
     clips = [c for c in find_clips(clips_dir) if (clips_dir / f"{c.name}.mpg").exists()]
     if not clips:
@@ -163,7 +166,8 @@ def evaluate_portrait(clips_dir: Path, images_dir: Path | None, out_dir: Path, l
         r = float(np.corrcoef(gap, real_gap)[0, 1]) if np.ptp(gap) > 0 else 0.0
         report["rows"][name]["mouth_opening_r"] = r
     if images_dir is not None and Path(images_dir).is_dir():
-        report["contact_sheet"] = str(contact_sheet(Path(images_dir), out_dir / "portrait_sheet.png", log))
+        sheet = contact_sheet(Path(images_dir), out_dir / "portrait_sheet.png", log, sheet_audio)
+        report["contact_sheet"] = str(sheet)
     return report
 
 
