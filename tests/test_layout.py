@@ -19,9 +19,10 @@ ALLOWED = {
     "face": set(),
     "avatar": {"face", "lipsync"},
     "render": {"avatar", "face", "lipsync"},
-    "evaluation": {"render", "avatar", "face", "lipsync"},
+    "portrait": {"avatar", "face", "lipsync"},
+    "evaluation": {"render", "portrait", "avatar", "face", "lipsync"},
     "service": {"render", "avatar", "face", "lipsync"},
-    "cli": {"service", "evaluation", "render", "avatar", "face", "lipsync"},
+    "cli": {"service", "evaluation", "render", "portrait", "avatar", "face", "lipsync"},
 }
 TOP_LEVEL_HELPERS = {"errors", "atomic", "device", "data", "__version__"}
 

@@ -1,10 +1,10 @@
 """The ``steadytalk`` command line. Thin: parses arguments, calls the library, reports.
 
-One module per command group (``lipsync``, ``avatar``, ``render``, ``service``, ``evaluation``),
-each registering its sub-commands with their handler; ``common`` holds what they share. On top
-of every room: may import any of them, lazily inside the handlers, so ``--help`` stays fast.
-User errors end with ``error: <what went wrong> <what to do>`` and exit status 2, never a
-traceback; ``STEADYTALK_DEBUG=1`` shows the traceback for bug reports.
+One module per command group (``lipsync``, ``avatar``, ``render``, ``portrait``, ``service``,
+``evaluation``), each registering its sub-commands with their handler; ``common`` holds what
+they share. On top of every room: may import any of them, lazily inside the handlers, so
+``--help`` stays fast. User errors end with ``error: <what went wrong> <what to do>`` and exit
+status 2, never a traceback; ``STEADYTALK_DEBUG=1`` shows the traceback for bug reports.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import sys
 
 from .. import __version__
 from ..errors import SteadyTalkError
-from . import avatar, evaluation, lipsync, render, service
+from . import avatar, evaluation, lipsync, portrait, render, service
 
-GROUPS = (lipsync, avatar, render, service, evaluation)
+GROUPS = (lipsync, avatar, render, portrait, service, evaluation)
 
 
 def build_parser() -> argparse.ArgumentParser:

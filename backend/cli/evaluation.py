@@ -1,4 +1,4 @@
-"""``steadytalk eval lipsync|tracking|render``: the evaluation reports (printed, optionally JSON)."""
+"""``steadytalk eval lipsync|tracking|render|portrait``: the evaluation reports (printed, optionally JSON)."""
 
 from __future__ import annotations
 
@@ -43,6 +43,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     eval_render.add_argument("--work-dir", type=Path, help="where the clips' tracking goes (default: temporary)")
     eval_render.add_argument("--out", type=Path, default=Path("eval_render"), help="contact sheet and mp4 go here")
     eval_render.add_argument("--json", type=Path, help="also write the report as JSON")
+    eval_portrait = eval_sub.add_parser("portrait", help="the one-picture portrait on held-out clips: LMD, PSNR, MSI")
+    eval_portrait.add_argument(
+        "--clips",
+        type=Path,
+        default=Path("../shared/data/video/grid_s1_val"),
+        help="held-out clips (NAME.mpg + NAME.align + NAME.16k.wav): each clip's first frame is the portrait",
+    )
+    eval_portrait.add_argument(
+        "--images", type=Path, help="a folder of pictures: a contact sheet of each one's widest mouth"
+    )
+    eval_portrait.add_argument(
+        "--speech", type=Path, help="speech for the contact sheet (default: the JFK clip in ../shared/data/audio)"
+    )
+    eval_portrait.add_argument("--out", type=Path, default=Path("eval_portrait"), help="the contact sheet goes here")
+    eval_portrait.add_argument("--json", type=Path, help="also write the report as JSON")
     evaluate.set_defaults(handler=cmd_eval)
 
 
@@ -66,6 +81,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory() as scratch:
             report = evaluate_render(args.avatar, args.clips, args.work_dir or Path(scratch), args.out, log)
         print(format_render_report(report))
+    elif args.target == "portrait":
+        from ..evaluation.portrait import evaluate_portrait, format_portrait_report
+
+        if not args.clips.is_dir():
+            raise SteadyTalkError(f"No clips folder at {args.clips}.", "Pass --clips with NAME.mpg + NAME.align files.")
+        report = evaluate_portrait(args.clips, args.images, args.out, log, args.speech)
+        print(format_portrait_report(report))
     else:
         report = evaluate_lipsync(args.directory, fps=args.fps, speech_dir=args.speech_dir, log=log)
         print(format_report(report))
