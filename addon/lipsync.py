@@ -25,7 +25,7 @@ import numpy as np
 
 from ..shared import mapping
 from ..shared.curves import LipsyncResult
-from ..shared.schema import CHANNELS
+from ..shared.schema import CHANNELS, SCHEMA_VERSION
 from ..shared.smoothing import default_smoother
 from . import character, keying, results
 from .backend_link import UserFacingError
@@ -236,6 +236,7 @@ def apply_result(
         kind = "DENSE" if settings.tolerance is None else "REDUCED"
     meta = {
         "id": uuid.uuid4().hex,
+        "schema_version": SCHEMA_VERSION,  # the width of the cached raw curves
         "result": f"SteadyTalk {settings.audio_name}",
         "fps": float(result.fps),
         "frames": int(result.num_frames),

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import bpy
 import numpy as np
 
-from ..shared.schema import NUM_CHANNELS
+from ..shared.schema import CHANNELS_BY_VERSION, upgrade_curves
 from . import keying
 
 NLA_TRACK = "Steady Talk"
@@ -183,9 +183,13 @@ def cached_raw(action: bpy.types.Action) -> np.ndarray | None:
     if RAW_PROPERTY not in action or META_PROPERTY not in action:
         return None
     flat = np.asarray(action[RAW_PROPERTY], dtype=np.float32)
-    if flat.size % NUM_CHANNELS:
+    # A .blend saved by a v1 release has 33 columns and no schema in its meta: upgraded here,
+    # so re-smoothing it keys the same shapes as before (the new channels stay at rest).
+    version = int(action[META_PROPERTY].get("schema_version", 1))
+    width = len(CHANNELS_BY_VERSION.get(version, ()))
+    if not width or flat.size % width:
         return None
-    return flat.reshape(-1, NUM_CHANNELS)
+    return upgrade_curves(flat.reshape(-1, width), version)
 
 
 def by_result(found: list[Placement]) -> dict[str, list[Placement]]:

@@ -24,6 +24,7 @@ import zmq
 from . import protocol as wire
 from .curves import LipsyncResult, Phone
 from .protocol import Message, ProtocolError
+from .schema import CHANNELS, SCHEMA_VERSION, upgrade_curves
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5757"
 
@@ -348,6 +349,13 @@ def render_frames_message(
 def result_from_reply(reply: Message) -> LipsyncResult:
     body = reply.body
     raw, smoothed, sigma = (np.array(reply.array(i), dtype=np.float32) for i in range(3))
+    # Schema v2 servers add the head track (smoothed, raw) as two more arrays.
+    head, head_raw = (np.array(reply.array(i), np.float32) for i in (3, 4)) if len(reply.buffers) >= 5 else (None, None)
+    version = int(body["schema_version"])
+    channels = tuple(body["channels"])
+    if version < SCHEMA_VERSION:  # an older backend: its curves in this build's columns
+        raw, smoothed = upgrade_curves(raw, version), upgrade_curves(smoothed, version)
+        version, channels = SCHEMA_VERSION, CHANNELS
     return LipsyncResult(
         fps=float(body["fps"]),
         raw=raw,
@@ -358,6 +366,9 @@ def result_from_reply(reply: Message) -> LipsyncResult:
         mode=body["mode"],
         smoothing_strength=float(body["smoothing_strength"]),
         warnings=list(body.get("warnings", [])),
-        channels=tuple(body["channels"]),
-        schema_version=int(body["schema_version"]),
+        channels=channels,
+        schema_version=version,
+        head=head,
+        head_raw=head_raw,
+        seed=body.get("seed"),
     )

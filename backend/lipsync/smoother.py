@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from steadytalk_shared.schema import NUM_MOUTH_CHANNELS
 from steadytalk_shared.smoothing import (
     MIN_SIGMA,
     RADIUS_PER_SIGMA,
@@ -37,7 +38,12 @@ class AdaptiveSmootherNet(nn.Module):
         )
 
     def forward(self, curves: torch.Tensor) -> torch.Tensor:
-        x = curves.transpose(1, 2)  # (B, C, T)
+        # The mouth channels only, the rest at zero (as the numpy path reads them): blinks and
+        # brows must not widen or narrow the lip kernel.
+        x = torch.zeros((*curves.shape[:2], self.config.in_channels), dtype=curves.dtype, device=curves.device)
+        mouth = min(NUM_MOUTH_CHANNELS, self.config.in_channels)
+        x[..., :mouth] = curves[..., :mouth]
+        x = x.transpose(1, 2)  # (B, C, T)
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if i < len(self.layers) - 1:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from steadytalk_shared.protocol import ErrorCode, Message, ProtocolError
-from steadytalk_shared.schema import CHANNELS
+from steadytalk_shared.schema import CHANNELS, V1_CHANNELS
 
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -102,8 +102,9 @@ def render_frames_params(request: Message, max_frames: int) -> dict:
         raise ProtocolError(
             ErrorCode.TOO_MANY_FRAMES, f"{n} frames in one request; this backend takes at most {max_frames}"
         )
-    if coefficients.dtype != np.float32 or coefficients.shape != (n, len(CHANNELS)):
+    if coefficients.dtype != np.float32 or coefficients.shape not in ((n, len(CHANNELS)), (n, len(V1_CHANNELS))):
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"coefficients must be float32 ({n}, {len(CHANNELS)})")
+    coefficients = coefficients[:, : len(V1_CHANNELS)]  # the renderer draws the v1 channels
     if not np.isfinite(coefficients).all():
         raise ProtocolError(ErrorCode.BAD_REQUEST, "coefficients must be finite")
     references = body.get("references")
