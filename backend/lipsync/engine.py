@@ -3,6 +3,7 @@
     audio --(16 kHz mono, chunks cut at pauses)--> phones (alignment or recognition)
           --> frame energy --> viseme coarticulation --> raw curves
           --> adaptive Gaussian smoothing (numpy, shared/) --> LipsyncResult
+          phones + energy + pitch --> performance models (blinks, gaze, brows, head) --/
 
 Long audio is processed chunk by chunk, so memory stays bounded by the chunk size plus the
 per-frame outputs (about 4 KB per second of audio at 30 fps).
@@ -21,9 +22,10 @@ from steadytalk_shared.schema import rest_pose
 from steadytalk_shared.smoothing import AdaptiveSmoother, default_smoother
 
 from ..errors import CancelledError, TranscriptError
+from ..performance.model import FaceOptions, Performer, default_performer
 from .audio import SAMPLE_RATE, AudioConfig, AudioSource, AudioStream, peak_dbfs
 from .phonetics import SILENCE, Phonetizer, RecognizerConfig, normalize_transcript
-from .prosody import HOP, HOP_SECONDS, frame_energy_db
+from .prosody import HOP, HOP_SECONDS, frame_energy_db, pitch_hz
 from .visemes import CoarticulationConfig, phones_to_curves
 
 log = logging.getLogger(__name__)
@@ -47,10 +49,16 @@ class EngineConfig:
 class LipsyncEngine:
     """Reusable engine: holds the pocketsphinx decoders and the smoother between calls."""
 
-    def __init__(self, config: EngineConfig | None = None, smoother: AdaptiveSmoother | None = None) -> None:
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        smoother: AdaptiveSmoother | None = None,
+        performer: Performer | None = None,
+    ) -> None:
         self.config = config or EngineConfig()
         self.phonetizer = Phonetizer(self.config.recognizer)
         self.smoother = smoother or default_smoother()
+        self._performer = performer
 
     def run(
         self,
@@ -60,7 +68,13 @@ class LipsyncEngine:
         strength: float = 1.0,
         progress: ProgressCallback | None = None,
         cancelled: CancelCheck | None = None,
+        whole_face: bool = True,
+        face: FaceOptions | None = None,
     ) -> LipsyncResult:
+        """``whole_face``: add blinks, gaze, brows and head motion (``face`` controls them);
+        False gives the mouth alone, the upper face and head at rest."""
+        face = face or FaceOptions()
+        face.check()
         if not (np.isfinite(fps) and 1.0 <= fps <= 1000.0):
             raise ValueError(f"fps must be between 1 and 1000, got {fps}")
         if not (np.isfinite(strength) and 0.0 <= strength <= 10.0):
@@ -69,13 +83,16 @@ class LipsyncEngine:
         warnings: list[str] = []
         with AudioStream(source, self.config.audio) as stream:
             words = self._transcript_words(transcript, stream.duration or 0.0, warnings)
+            pitches: list[np.ndarray] | None = [] if whole_face else None
             if words:
-                phones, energy, peak, num_samples = self._align(stream, words, warnings, report)
+                phones, energy, peak, num_samples = self._align(stream, words, warnings, report, pitches)
                 mode = "alignment" if phones is not None else "recognition"
             else:
                 phones, mode = None, "recognition"
             if phones is None:
-                phones, energy, peak, num_samples = self._recognize(stream, report, cancelled)
+                if pitches:
+                    pitches.clear()
+                phones, energy, peak, num_samples = self._recognize(stream, report, cancelled, pitches)
         # The decoded length, not the container's claim (missing for some streams, and AAC
         # counts its encoder priming).
         duration = num_samples / SAMPLE_RATE
@@ -94,6 +111,13 @@ class LipsyncEngine:
             energy_at_frames = np.interp(times, np.arange(len(energy)) * HOP_SECONDS, energy)
             speech = _speech_mask(phones, times)
             raw = phones_to_curves(phones, num_frames, fps, energy_at_frames, speech, self.config.coarticulation)
+        head = None
+        if whole_face and peak >= self.config.audio.silence_peak_dbfs:
+            report(0.95, "blinks, gaze, brows and head")
+            f0 = np.concatenate(pitches) if pitches else np.zeros(len(energy))
+            performance = self.performer.perform_speech(phones, energy, f0, num_frames, fps, face)
+            raw = performance.write_into(raw)
+            head = (performance.head, performance.head_raw)
         report(0.97, "smoothing")
         smoothed, sigma = self.smoother.smooth(raw, strength)
         report(1.0, "done")
@@ -107,7 +131,16 @@ class LipsyncEngine:
             mode=mode,
             smoothing_strength=float(strength),
             warnings=warnings,
+            head=None if head is None else head[0],
+            head_raw=None if head is None else head[1],
+            seed=int(face.seed) if whole_face else None,
         )
+
+    @property
+    def performer(self) -> Performer:
+        if self._performer is None:
+            self._performer = default_performer()
+        return self._performer
 
     def _transcript_words(self, transcript: str | None, duration: float, warnings: list[str]) -> list[str]:
         if transcript is None or not transcript.strip():
@@ -128,12 +161,19 @@ class LipsyncEngine:
         return words
 
     def _align(
-        self, stream: AudioStream, words: list[str], warnings: list[str], report: ProgressCallback
+        self,
+        stream: AudioStream,
+        words: list[str],
+        warnings: list[str],
+        report: ProgressCallback,
+        pitches: list[np.ndarray] | None = None,
     ) -> tuple[list[Phone] | None, np.ndarray, float, int]:
         report(0.05, "aligning")
         samples = np.concatenate(list(stream.chunks()))
         count = len(samples)
         energy = frame_energy_db(samples)
+        if pitches is not None:
+            pitches.append(pitch_hz(samples)[0][: len(energy)])
         peak = peak_dbfs(samples)
         if peak < self.config.audio.silence_peak_dbfs:
             return [Phone(SILENCE, 0.0, count / SAMPLE_RATE)], energy, peak, count
@@ -154,7 +194,11 @@ class LipsyncEngine:
         return phones, energy, peak, count
 
     def _recognize(
-        self, stream: AudioStream, report: ProgressCallback, cancelled: CancelCheck | None
+        self,
+        stream: AudioStream,
+        report: ProgressCallback,
+        cancelled: CancelCheck | None,
+        pitches: list[np.ndarray] | None = None,
     ) -> tuple[list[Phone], np.ndarray, float, int]:
         chunk_samples = int(self.config.audio.chunk_seconds * SAMPLE_RATE)
         search = int(self.config.cut_search_seconds * SAMPLE_RATE)
@@ -180,6 +224,9 @@ class LipsyncEngine:
             segment_peak = peak_dbfs(segment)
             peak = max(peak, segment_peak)
             energies.append(frame_energy_db(segment)[: cut // HOP])
+            if pitches is not None:  # chunk by chunk, like the energy: memory stays bounded
+                f0 = pitch_hz(segment)[0][: cut // HOP]
+                pitches.append(np.pad(f0, (0, len(energies[-1]) - len(f0))))
             start = offset / SAMPLE_RATE
             if segment_peak >= self.config.audio.silence_peak_dbfs:
                 phones += self.phonetizer.recognize(segment, offset=start)
