@@ -59,6 +59,7 @@ class FacePerformance:
     head_raw: np.ndarray  # (T, 3)
     head: np.ndarray  # (T, 3) smoothed
     gaze: np.ndarray  # (T, 2) yaw, pitch radians
+    brows: np.ndarray  # (T, 2) inner, outer brow height in mm from rest
     blinks: list[dict] = field(default_factory=list)
 
     def write_into(self, curves: np.ndarray) -> np.ndarray:
@@ -105,7 +106,7 @@ class Performer:
         channels = {"eyeBlinkLeft": blink[:, 0], "eyeBlinkRight": blink[:, 1]}
         channels |= look_channels(gaze) | brow_channels(brows)
         channels = {k: np.asarray(v, np.float32) for k, v in channels.items()}
-        return FacePerformance(channels, head_raw.astype(np.float32), head, gaze.astype(np.float32), events)
+        return FacePerformance(channels, head_raw.astype(np.float32), head, gaze.astype(np.float32), brows, events)
 
     def perform_speech(
         self,
