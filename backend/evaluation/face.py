@@ -33,6 +33,7 @@ from steadytalk_shared.smoothing import gaussian_smooth
 
 from ..face.landmarks import MOUTH_CORNER_LEFT, MOUTH_CORNER_RIGHT, NUM_MESH_POINTS
 from ..performance.blinks import detect_blinks
+from ..performance.head import TRACK_NOISE_FRAMES
 from ..performance.model import FaceOptions, Performer, default_performer
 from ..performance.train import TrainingClip
 from .face_tracks import DEFAULT_CACHE, corpus
@@ -63,20 +64,20 @@ def still(clip: TrainingClip) -> Tracks:
 
 
 def random_process(performer: Performer, clip: TrainingClip, seed: int, head_std: np.ndarray) -> Tracks:
-    """Right average rates, no speech: blinks uniform in time at the natural rate, head noise of
-    the model's smoothness at ``head_std``, brows as smooth noise at the tracked residual size."""
+    """Right average rates, no speech: blinks uniform in time at the natural rate, head noise as
+    smooth as the model's moves at ``head_std``, brows as smooth noise at the tracked residual size."""
     rng = np.random.default_rng(1000 + seed)
     t, fps = clip.timeline, clip.timeline.fps
     model = performer.blinks
     events, time = [], rng.exponential(60.0 / model.blinks_per_minute)
     while time < t.num_frames / fps:
-        duration = float(np.clip(np.exp(rng.normal(model.duration_log_mean, model.duration_log_std)), 0.08, 0.8))
+        duration = float(np.clip(np.exp(rng.normal(model.duration_log_mean, model.duration_log_std)), 0.08, 0.5))
         events.append({"start": time, "duration": duration, "eyes": (1.0, 1.0)})
         time += duration + model.refractory + rng.exponential(60.0 / model.blinks_per_minute)
     head_model = performer.heads[clip.style]
     head = np.zeros((t.num_frames, 3))
     for axis in range(3):
-        width = head_model.smooth_seconds[axis] * fps
+        width = 0.5 * head_model.move_seconds * fps  # as smooth as the model's moves
         noise = gaussian_smooth(rng.normal(0, 1, (t.num_frames + int(8 * width), 1)), width)[:, 0]
         noise = noise[int(4 * width) : int(4 * width) + t.num_frames]
         head[:, axis] = noise / max(noise.std(), 1e-9) * head_std[axis]
@@ -86,7 +87,10 @@ def random_process(performer: Performer, clip: TrainingClip, seed: int, head_std
 
 
 def real(clip: TrainingClip) -> Tracks:
-    return Tracks(clip.closure, clip.head.astype(np.float64), clip.brows[:, 0].astype(np.float64))
+    """The tracked truth; the head without the tracker's frame-to-frame noise (the same light
+    smoothing the head model is fitted after), or its speeds would be the tracker's."""
+    head = gaussian_smooth(clip.head.astype(np.float64), TRACK_NOISE_FRAMES).astype(np.float64)
+    return Tracks(clip.closure, head, clip.brows[:, 0].astype(np.float64))
 
 
 def _blink_stats(clips: list[TrainingClip], versions: list[Tracks]) -> dict:
@@ -173,9 +177,11 @@ def evaluate_face(
         real_head_std[style] = np.concatenate(
             [t.head for c, t in zip(held, truth, strict=True) if c.style == style]
         ).std(axis=0)
-    for seed in SEEDS:
-        per_seed["generated"].append([generated(performer, c, seed) for c in held])
-        per_seed["random"].append([random_process(performer, c, seed, real_head_std[c.style]) for c in held])
+    for seed in SEEDS:  # each clip its own seed (one seed for all would repeat the same draws)
+        per_seed["generated"].append([generated(performer, c, 100 * seed + i) for i, c in enumerate(held)])
+        per_seed["random"].append(
+            [random_process(performer, c, 100 * seed + i, real_head_std[c.style]) for i, c in enumerate(held)]
+        )
     report = {"clips": [c.name for c in held], "seeds": list(SEEDS), "rows": {}}
     real_blinks, real_head = _blink_stats(held, truth), _head_stats(held, truth, model)
     for name, runs in [
@@ -288,7 +294,8 @@ def format_face_report(report: dict) -> str:
     ]
     for name, row in report["rows"].items():
         lines.append(
-            f"| {name} | {f(row['blinks_per_minute'], 1)} | {f(row['blink_median_s'])} | {f(row['blink_duration_w1_s'])} "
+            f"| {name} | {f(row['blinks_per_minute'], 1)} | {f(row['blink_median_s'])} "
+            f"| {f(row['blink_duration_w1_s'])} "
             f"| {f(row['blinks_near_pause'], 2)} | {f(row['head_std_deg'], 2)} | {f(row['head_speed_w1_deg_s'], 2)} "
             f"| {f(row['beat_align'])} | {f(row['head_msi'])} | {f(row['brow_r'])} | {f(row.get('diversity_deg'), 2)} |"
         )

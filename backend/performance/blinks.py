@@ -64,7 +64,7 @@ class BlinkModel:
             if t < free_at:
                 continue
             duration = float(np.exp(rng.normal(self.duration_log_mean, self.duration_log_std)))
-            duration = float(np.clip(duration, 0.08, 0.8))
+            duration = float(np.clip(duration, 0.08, MAX_BLINK_SECONDS))
             single = rng.random() < self.single_eye
             eyes = (1.0, 0.25) if rng.random() < 0.5 else (0.25, 1.0)
             events.append({"start": t, "duration": duration, "eyes": eyes if single else (1.0, 1.0)})
@@ -102,9 +102,15 @@ class BlinkModel:
         return cls(**data)
 
 
+# Closures longer than this are not blinks (GRID s1 looks down to read the next sentence; eyes
+# rested shut): left out of the blink statistics, and never generated.
+MAX_BLINK_SECONDS = 0.5
+
+
 def detect_blinks(closure: np.ndarray, fps: float, threshold: float = 0.5, rest: float = 0.2) -> list[dict]:
     """Blinks in tracked (T, 2) eye closure: where the eyes' mean closure passes ``threshold``;
-    a blink runs from the last frame under ``rest`` before its peak to the first one after."""
+    a blink runs from the last frame under ``rest`` before its peak to the first one after;
+    closures longer than ``MAX_BLINK_SECONDS`` are not counted."""
     both = closure.mean(axis=1)
     strongest = closure.max(axis=1)
     events = []
@@ -124,17 +130,26 @@ def detect_blinks(closure: np.ndarray, fps: float, threshold: float = 0.5, rest:
         while end < len(both) and strongest[end] >= rest and end - peak < fps:
             end += 1
         left, right = closure[lo:end, 0].max(), closure[lo:end, 1].max()
+        if (end - lo) / fps > MAX_BLINK_SECONDS:
+            index = end
+            continue
         events.append(
             {
                 "start": lo / fps,
                 "peak": peak / fps,
                 "duration": (end - lo) / fps,
-                "single": bool(min(left, right) < 0.3 <= threshold <= max(left, right)),
+                "single": bool(min(left, right) < 0.3 and max(left, right) >= threshold),
                 "amplitude": float(strongest[peak]),
             }
         )
         index = end
     return events
+
+
+def _gaps(events: list[list[dict]]) -> np.ndarray:
+    """Seconds from the end of each blink to the start of the next."""
+    gaps = [b["start"] - a["start"] - a["duration"] for ev in events for a, b in zip(ev, ev[1:], strict=False)]
+    return np.array(gaps) if gaps else np.array([0.4])
 
 
 def fit_blinks(timelines: list[SpeechTimeline], events: list[list[dict]], ridge: float = 1.0) -> BlinkModel:
@@ -147,7 +162,17 @@ def fit_blinks(timelines: list[SpeechTimeline], events: list[list[dict]], ridge:
             for t, ev in zip(timelines, events, strict=True)
         ]
     ).astype(np.float64)
-    dt = np.concatenate([np.full(t.num_frames, 1.0 / t.fps) for t in timelines])
+    # Only frames at risk count (not inside a blink or its refractory gap), as in generation:
+    # otherwise the fitted rate is the rate of a process without the gap, and too low with it.
+    refractory = float(np.clip(np.percentile(_gaps(events), 2), 0.25, 1.0))
+    at_risk = []
+    for t, ev in zip(timelines, events, strict=True):
+        risk = np.ones(t.num_frames)
+        for e in ev:
+            lo = int(round(e["start"] * t.fps)) + 1
+            risk[lo : lo + int(round((e["duration"] + refractory) * t.fps))] = 0.0
+        at_risk.append(risk / t.fps)
+    dt = np.concatenate(at_risk)
     a = np.column_stack([np.ones(len(x)), x])
     beta = np.zeros(a.shape[1])
     beta[0] = np.log(max(y.sum(), 1.0) / dt.sum())
@@ -163,14 +188,14 @@ def fit_blinks(timelines: list[SpeechTimeline], events: list[list[dict]], ridge:
     flat = [e for ev in events for e in ev]
     durations = np.array([e["duration"] for e in flat])
     close = np.array([(e["peak"] - e["start"]) / max(e["duration"], 1e-6) for e in flat])
-    gaps = np.concatenate([np.diff([e["start"] for e in ev]) for ev in events if len(ev) > 1] or [np.array([0.4])])
-    total_minutes = dt.sum() / 60.0
+    total_minutes = sum(t.num_frames / t.fps for t in timelines) / 60.0
     return BlinkModel(
         bias=float(beta[0]),
         weights=tuple(float(b) for b in beta[1:]),
-        refractory=float(np.clip(np.percentile(gaps, 2), 0.25, 1.0)),
-        duration_log_mean=float(np.log(durations).mean()),
-        duration_log_std=float(max(np.log(durations).std(), 0.05)),
+        refractory=refractory,
+        # robust: a few long closures (looking down, tracker losses) must not stretch every blink
+        duration_log_mean=float(np.median(np.log(durations))),
+        duration_log_std=float(max(1.4826 * np.median(np.abs(np.log(durations) - np.median(np.log(durations)))), 0.05)),
         # frames quantize the peak; a blink closes in the first part of it
         close_share=float(np.clip(np.mean(close) + 0.5 / (timelines[0].fps * durations.mean()), 0.15, 0.6)),
         peak=float(np.clip(np.median([e["amplitude"] for e in flat]), 0.6, 1.0)),

@@ -1,12 +1,17 @@
-"""Head motion: a smooth stochastic process whose amplitude follows the speech, with nods on
-the prosodic beats.
+"""Head motion: moves and holds, timed by the speech, plus a little smooth sway.
 
-Per axis (yaw, pitch, roll): Gaussian-filtered white noise (kernel width ``smooth_seconds``,
-fitted from the tracked autocorrelation, so the head never jitters), scaled by an activity
-envelope that is ``speech_std`` while talking (louder: more) and falls to ``pause_std`` in
-pauses, so a long silence brings the head back to rest; plus, on each beat (accented vowel
-onsets), a nod: a bump of ``nod`` radians on pitch (chin down) ``nod_lag`` after it. Fitted on
-tracked video (``train``); seeded.
+Tracked speakers do not sway like a sine: the head holds a pose, moves to another in a quarter
+of a second, and holds again, and the moves come on the prosodic beats (accented vowels) and
+at phrase starts. So the model is a sequence of minimum-jerk moves between held targets:
+
+- a move may start on each beat (``move_per_beat``) and, in speech without beats, at
+  ``extra_rate`` per second; it lasts ``move_seconds``;
+- each new target is an AR(1) step from the last (``hold_rho``, so the head wanders but comes
+  back), with the per-axis spread ``target_std`` scaled by the speech's loudness;
+- in a pause longer than ``REST_AFTER`` the head moves back toward rest (``pause_return``);
+- under it, Gaussian-filtered noise of ``sway_std`` and width ``sway_seconds``, never jitter.
+
+All fitted on tracked video (``train``); seeded. Axes and signs: ``steadytalk_shared.head``.
 """
 
 from __future__ import annotations
@@ -19,30 +24,39 @@ from steadytalk_shared.smoothing import gaussian_smooth
 
 from .features import SpeechTimeline
 
-NOD_SECONDS = 0.12  # width of a nod bump
-ENVELOPE_SECONDS = 0.4
-REST_AFTER = 1.5  # seconds into a pause after which the envelope is the pause level
-TRACK_NOISE_FRAMES = 1.5
+REST_AFTER = 1.0  # seconds into a pause after which the head heads back to rest
+TRACK_NOISE_FRAMES = 1.5  # the tracker's frame-to-frame noise is removed before fitting
+MOVE_SPEED_QUANTILE = 0.8  # a tracked move is a head-speed peak above this quantile
 
 
 @dataclass
 class HeadModel:
-    speech_std: tuple[float, float, float] = (0.04, 0.04, 0.03)  # radians
-    pause_std: tuple[float, float, float] = (0.02, 0.02, 0.015)
-    smooth_seconds: tuple[float, float, float] = (0.4, 0.3, 0.4)
-    loudness_gain: float = 0.5  # envelope at full loudness vs average, +-
-    nod: float = 0.01  # radians on pitch per beat (> 0 chin down)
-    nod_lag: float = 0.05
+    target_std: tuple[float, float, float] = (0.03, 0.04, 0.02)  # radians
+    hold_rho: float = 0.5
+    move_seconds: float = 0.3
+    move_per_beat: float = 0.5
+    extra_rate: float = 0.5  # moves per second of speech beyond those on beats
+    pause_return: float = 0.3  # share of the held pose kept after a long pause
+    sway_std: tuple[float, float, float] = (0.005, 0.005, 0.003)
+    sway_seconds: float = 0.5
     fitted_on: dict = field(default_factory=dict)
 
-    def envelope(self, timeline: SpeechTimeline) -> np.ndarray:
-        """(T,) share of the speech amplitude: 1 while talking at average loudness, toward the
-        pause level in pauses."""
-        fps = timeline.fps
-        talking = timeline.speech | (timeline.since_pause < REST_AFTER) & (timeline.pause_length < 2 * REST_AFTER)
-        loud = 1.0 + self.loudness_gain * (timeline.energy - 0.5) * 2.0 * timeline.speech
-        level = np.where(talking, loud, 0.0)
-        return gaussian_smooth(level[:, None], ENVELOPE_SECONDS * fps)[:, 0].astype(np.float64)
+    def move_times(self, timeline: SpeechTimeline, rng: np.random.Generator) -> list[tuple[float, str]]:
+        """(start seconds, why) of each move: beats, extra moves in speech, returns in pauses."""
+        fps, n = timeline.fps, timeline.num_frames
+        moves = [(float(b), "beat") for b in timeline.beats if rng.random() < self.move_per_beat]
+        speech_frames = np.flatnonzero(timeline.speech)
+        extra = rng.poisson(self.extra_rate * len(speech_frames) / fps) if len(speech_frames) else 0
+        moves += [(float(speech_frames[i]) / fps, "extra") for i in rng.integers(0, len(speech_frames), extra)]
+        starts = np.flatnonzero((~timeline.speech) & (np.abs(timeline.since_pause - REST_AFTER) < 0.5 / fps))
+        moves += [(float(i) / fps, "rest") for i in starts if timeline.pause_length[i] > REST_AFTER + self.move_seconds]
+        moves.sort()
+        kept, last = [], -np.inf
+        for t, why in moves:  # a move is not interrupted by the next
+            if t >= last + self.move_seconds and t < n / fps:
+                kept.append((t, why))
+                last = t
+        return kept
 
     def track(self, timeline: SpeechTimeline, rng: np.random.Generator, amount: float = 1.0) -> np.ndarray:
         """(T, 3) yaw, pitch, roll in radians from rest."""
@@ -50,21 +64,27 @@ class HeadModel:
         out = np.zeros((n, 3))
         if amount <= 0 or n == 0:
             return out
-        env = self.envelope(timeline)
-        speech, pause = np.asarray(self.speech_std), np.asarray(self.pause_std)
-        scale = pause[None, :] + (speech - pause)[None, :] * env[:, None]
-        pad = int(4 * max(self.smooth_seconds) * fps)  # noise beyond the ends, so they are not edge-held
-        white = rng.normal(0.0, 1.0, (n + 2 * pad, 3))
-        for axis in range(3):
-            width = self.smooth_seconds[axis] * fps
-            smooth = gaussian_smooth(white[:, axis : axis + 1], width)[pad : pad + n, 0]
-            # Gaussian-filtered unit noise has std 1 / sqrt(2 sqrt(pi) width): back to unit
-            out[:, axis] = smooth * np.sqrt(2.0 * np.sqrt(np.pi) * max(width, 1e-3)) * scale[:, axis]
         times = np.arange(n) / fps
-        for beat in timeline.beats:
-            strength = rng.uniform(0.5, 1.5)
-            out[:, 1] += self.nod * strength * np.exp(-0.5 * ((times - beat - self.nod_lag) / NOD_SECONDS) ** 2)
-        return amount * out
+        spread = np.asarray(self.target_std)
+        pose = np.zeros(3)
+        innovation = np.sqrt(max(1.0 - self.hold_rho**2, 0.0))
+        for start, why in self.move_times(timeline, rng):
+            i = min(int(start * fps), n - 1)
+            if why == "rest":
+                target = self.pause_return * pose
+            else:
+                loud = 0.6 + 0.8 * float(timeline.energy[i])
+                target = self.hold_rho * pose + innovation * loud * spread * rng.normal(0.0, 1.0, 3)
+            u = np.clip((times - start) / self.move_seconds, 0.0, 1.0)
+            blend = u**3 * (10 - 15 * u + 6 * u**2)  # minimum jerk
+            after = times >= start
+            out[after] = pose + blend[after, None] * (target - pose)
+            pose = target
+        pad = int(4 * self.sway_seconds * fps)
+        white = rng.normal(0.0, 1.0, (n + 2 * pad, 3))
+        width = self.sway_seconds * fps
+        sway = gaussian_smooth(white, width)[pad : pad + n] * np.sqrt(2.0 * np.sqrt(np.pi) * width)
+        return amount * (out + sway * np.asarray(self.sway_std))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -72,66 +92,56 @@ class HeadModel:
     @classmethod
     def from_dict(cls, data: dict) -> HeadModel:
         data = dict(data)
-        for key in ("speech_std", "pause_std", "smooth_seconds"):
+        for key in ("target_std", "sway_std"):
             data[key] = tuple(data[key])
         return cls(**data)
 
 
-def _half_life(series: list[np.ndarray], fps: float) -> float:
-    """Seconds at which the mean autocorrelation of the (mean-removed) series falls to 0.5."""
-    max_lag = int(2.0 * fps)
-    acf = np.zeros(max_lag)
-    count = np.zeros(max_lag)
-    for s in series:
-        s = s - s.mean()
-        var = s.var()
-        if var <= 0 or len(s) < 10:
-            continue
-        for lag in range(min(max_lag, len(s) - 5)):
-            acf[lag] += np.mean(s[: len(s) - lag] * s[lag:]) / var
-            count[lag] += 1
-    acf = acf / np.maximum(count, 1)
-    # Tracking noise is white: it lowers every lag but 0 by the same share, so the half-life is
-    # measured against lag 1, not lag 0.
-    below = np.flatnonzero((acf < 0.5 * acf[1]) & (count > 0))
-    return float(below[0] / fps) if len(below) else 1.0
+def tracked_moves(head: np.ndarray, fps: float, threshold: float) -> list[tuple[int, int]]:
+    """[start, stop) frames of each move in a (smoothed) head track: runs of speed above ``threshold``."""
+    speed = np.linalg.norm(np.diff(head, axis=0), axis=1) * fps
+    edges = np.diff(np.concatenate([[0], (speed > threshold).astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) + 1, strict=True))
 
 
 def fit_head(timelines: list[SpeechTimeline], heads: list[np.ndarray]) -> HeadModel:
-    """Per-axis std in speech and in pauses, smoothness from the autocorrelation, nod size by
-    least squares of the pitch on the beat bumps."""
+    """Moves are the runs of fast head speed (above the ``MOVE_SPEED_QUANTILE`` of all frames):
+    their rate, duration and share on beats; targets are the poses held between them."""
     fps = timelines[0].fps
-    # The amplitude is the motion's, not the tracker's frame-to-frame noise: measured after a
-    # light smoothing (1.5 frames, well under any head movement's duration).
-    centred = [gaussian_smooth(h - np.median(h, axis=0), TRACK_NOISE_FRAMES).astype(np.float64) for h in heads]
-    speech = np.concatenate([h[t.speech] for h, t in zip(centred, timelines, strict=True)])
-    pause_rows = [h[~t.speech & (t.since_pause > 0.5)] for h, t in zip(centred, timelines, strict=True)]
-    pause = np.concatenate(pause_rows) if sum(len(p) for p in pause_rows) > 20 else 0.6 * speech
-    smooth = []
-    raw = [h - np.median(h, axis=0) for h in heads]
-    for axis in range(3):
-        half = _half_life([h[:, axis] for h in raw], fps)
-        smooth.append(float(np.clip(half / (2.0 * np.sqrt(np.log(2.0))), 0.08, 1.5)))
-    bumps, pitch = [], []
-    for h, t in zip(centred, timelines, strict=True):
-        times = np.arange(t.num_frames) / fps
-        b = np.zeros(t.num_frames)
-        for beat in t.beats:
-            b += np.exp(-0.5 * ((times - beat - 0.05) / NOD_SECONDS) ** 2)
-        # the nod is the fast part: the pitch minus its slow drift
-        slow = gaussian_smooth(h[:, 1:2], 0.5 * fps)[:, 0]
-        bumps.append(b - b.mean())
-        pitch.append(h[:, 1] - slow)
-    b, p = np.concatenate(bumps), np.concatenate(pitch)
-    nod = float(b @ p / max(b @ b, 1e-9))
+    smooth = [gaussian_smooth(h - np.median(h, axis=0), TRACK_NOISE_FRAMES).astype(np.float64) for h in heads]
+    speeds = np.concatenate([np.linalg.norm(np.diff(h, axis=0), axis=1) * fps for h in smooth])
+    threshold = float(np.quantile(speeds, MOVE_SPEED_QUANTILE))
+    durations, on_beat, in_speech, holds, steps, speech_seconds, beats = [], 0, 0, [], [], 0.0, 0
+    for h, t in zip(smooth, timelines, strict=True):
+        moves = tracked_moves(h, fps, threshold)
+        speech_seconds += t.speech.sum() / fps
+        beats += len(t.beats)
+        previous = None
+        for lo, hi in moves:
+            durations.append((hi - lo) / fps)
+            if t.speech[min(lo, t.num_frames - 1)]:
+                in_speech += 1
+                if len(t.beats) and np.min(np.abs(t.beats - lo / fps)) < 0.15:
+                    on_beat += 1
+            pose = h[min(hi, len(h) - 1)]
+            holds.append(pose)
+            if previous is not None:
+                steps.append((previous, pose))
+            previous = pose
+    holds = np.array(holds) if len(holds) > 3 else np.concatenate(smooth)
+    target_std = holds.std(axis=0)
+    if len(steps) > 5:
+        a, b = np.array([s[0] for s in steps]), np.array([s[1] for s in steps])
+        rho = float(np.clip(np.mean([np.corrcoef(a[:, k], b[:, k])[0, 1] for k in range(3)]), 0.0, 0.95))
+    else:
+        rho = 0.5
+    residual = np.concatenate([h - gaussian_smooth(h, 0.5 * fps) for h in smooth]).std(axis=0)
     return HeadModel(
-        speech_std=tuple(float(v) for v in speech.std(axis=0)),
-        pause_std=tuple(float(v) for v in np.minimum(pause.std(axis=0), speech.std(axis=0))),
-        smooth_seconds=tuple(smooth),
-        nod=float(np.clip(nod, -0.05, 0.05)),  # < 0: the head comes up on a beat
-        fitted_on={
-            "frames": int(sum(len(h) for h in heads)),
-            "clips": len(heads),
-            "beats": int(sum(len(t.beats) for t in timelines)),
-        },
+        target_std=tuple(float(v) for v in target_std),
+        hold_rho=rho,
+        move_seconds=float(np.clip(np.median(durations) if durations else 0.3, 0.12, 0.8)),
+        move_per_beat=float(np.clip(on_beat / max(beats, 1), 0.05, 1.0)),
+        extra_rate=float(max(in_speech - on_beat, 0) / max(speech_seconds, 1e-9)),
+        sway_std=tuple(float(v) for v in 0.5 * residual),
+        fitted_on={"clips": len(heads), "moves": len(durations), "beats": beats, "speed_threshold_rad_s": threshold},
     )

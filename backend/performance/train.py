@@ -59,8 +59,9 @@ def fit_performer(clips: list[TrainingClip], default_style: str, log=print) -> P
         heads[style] = fit_head([c.timeline for c in chosen], [c.head for c in chosen])
         h = heads[style]
         log(
-            f"head ({style}): std speech {np.round(h.speech_std, 4)}, pause {np.round(h.pause_std, 4)}, "
-            f"smooth {np.round(h.smooth_seconds, 2)} s, nod {h.nod:.4f}"
+            f"head ({style}): target std {np.round(h.target_std, 4)} rad, rho {h.hold_rho:.2f}, moves of "
+            f"{h.move_seconds:.2f} s, {h.move_per_beat:.0%} of beats + {h.extra_rate:.2f}/s, "
+            f"sway {np.round(h.sway_std, 4)}"
         )
     source = {"clips": [c.name for c in clips], "styles": {s: sum(c.style == s for c in clips) for s in heads}}
     return Performer(blinks, gaze, brows, heads, default_style, source)
