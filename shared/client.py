@@ -208,12 +208,19 @@ class BackendClient:
         progress: ProgressCallback | None = None,
         cancelled: Callable[[], bool] | None = None,
         avatar: str | None = None,
+        face: dict | None = None,
     ) -> LipsyncResult:
         """Lip-sync audio on the backend. ``audio`` is the file's bytes or a local path whose
         bytes are sent (the backend never reads client paths). With ``avatar`` (a name the
-        backend knows), in that person's manner: their audio-to-expression model and smoother."""
+        backend knows), in that person's manner: their audio-to-expression model and smoother.
+        ``face``: the whole-face options (``protocol.LIPSYNC_FACE_FIELDS``), e.g.
+        ``{"blink_rate": 0, "head_motion": 0.5, "seed": 3}``."""
         data = audio if isinstance(audio, bytes) else Path(audio).read_bytes()
         body: dict = {"fps": float(fps), "smoothing": float(smoothing)}
+        unknown = set(face or {}) - set(wire.LIPSYNC_FACE_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown whole-face options: {', '.join(sorted(unknown))}")
+        body.update({k: v for k, v in (face or {}).items() if v is not None})
         if avatar is not None:
             body["avatar"] = avatar
         if transcript is not None:

@@ -166,7 +166,7 @@ def evaluate_face(
     data: Path, out: Path, cache: Path = DEFAULT_CACHE, performer: Performer | None = None, log=print
 ) -> dict:
     performer = performer or default_performer()
-    _, held = corpus(data, cache, log=log)
+    _, held = corpus(data, cache, log=log, held_only=True)
     if not held:
         raise ValueError(f"no held-out clips found under {data / 'video'}")
     model = FaceModel.load()

@@ -113,15 +113,18 @@ def training_clip(track: VideoTrack, style: str) -> TrainingClip:
     return TrainingClip(track.name, style, timeline, f.closure, f.gaze, f.brows, f.head)
 
 
-def corpus(data: Path, cache: Path = DEFAULT_CACHE, log=print) -> tuple[list[TrainingClip], list[TrainingClip]]:
+def corpus(
+    data: Path, cache: Path = DEFAULT_CACHE, log=print, held_only: bool = False
+) -> tuple[list[TrainingClip], list[TrainingClip]]:
     """(training clips, held-out clips) of ``data/video``: GRID s1's 300 s cut into its 100
     sentences (cuts are not motion) and the first part of each Obama address for training;
-    the 10 GRID validation clips and the rest of each address held out."""
+    the 10 GRID validation clips and the rest of each address held out. ``held_only``: skip
+    the GRID training video (evaluation needs only what was held out)."""
     video = Path(data) / "video"
     train, held = [], []
     grid = video / "grid_s1_train_300s.mp4"
     clips_tsv = video / "grid_s1_train_300s.clips.tsv"
-    if grid.exists() and clips_tsv.exists():
+    if grid.exists() and clips_tsv.exists() and not held_only:
         whole = track_video(grid, cache, log=log)
         for line in clips_tsv.read_text().splitlines()[1:]:
             index, grid_id, start, end, _ = line.split("\t")
@@ -130,7 +133,8 @@ def corpus(data: Path, cache: Path = DEFAULT_CACHE, log=print) -> tuple[list[Tra
         if (video / name).exists():
             whole = track_video(video / name, cache, log=log)
             end = whole.num_frames / whole.face.fps
-            train.append(training_clip(whole.segment(0.0, split, f"{whole.name}[0:{split:g}]"), LIVELY))
+            if not held_only:
+                train.append(training_clip(whole.segment(0.0, split, f"{whole.name}[0:{split:g}]"), LIVELY))
             held.append(training_clip(whole.segment(split, end, f"{whole.name}[{split:g}:]"), LIVELY))
     for path in sorted((video / "grid_s1_val").glob("*.mpg")):
         held.append(training_clip(track_video(path, cache, log=log), CALM))

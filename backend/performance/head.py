@@ -139,7 +139,9 @@ def fit_head(timelines: list[SpeechTimeline], heads: list[np.ndarray]) -> HeadMo
     return HeadModel(
         target_std=tuple(float(v) for v in target_std),
         hold_rho=rho,
-        move_seconds=float(np.clip(np.median(durations) if durations else 0.3, 0.12, 0.8)),
+        # the run above the threshold is the middle of a move: a minimum-jerk move is above half
+        # its peak speed for 55% of its duration, and the threshold is about half a move's peak
+        move_seconds=float(np.clip(np.median(durations) / 0.55 if durations else 0.3, 0.12, 0.8)),
         move_per_beat=float(np.clip(on_beat / max(beats, 1), 0.05, 1.0)),
         extra_rate=float(max(in_speech - on_beat, 0) / max(speech_seconds, 1e-9)),
         sway_std=tuple(float(v) for v in 0.5 * residual),
