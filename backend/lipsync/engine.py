@@ -113,7 +113,7 @@ class LipsyncEngine:
             raw = phones_to_curves(phones, num_frames, fps, energy_at_frames, speech, self.config.coarticulation)
         head = None
         if whole_face and peak >= self.config.audio.silence_peak_dbfs:
-            report(0.95, "blinks, gaze, brows and head")
+            report(0.96, "blinks, gaze, brows and head")
             f0 = np.concatenate(pitches) if pitches else np.zeros(len(energy))
             performance = self.performer.perform_speech(phones, energy, f0, num_frames, fps, face)
             raw = performance.write_into(raw)
