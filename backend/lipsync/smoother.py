@@ -72,6 +72,13 @@ def gaussian_smooth(curves: torch.Tensor, sigma: torch.Tensor, radius: int | Non
     return torch.einsum("btck,btk->btc", windows, kernel)
 
 
+def smooth_mouth(curves: torch.Tensor, sigma: torch.Tensor, radius: int | None = None) -> torch.Tensor:
+    """What the numpy ``AdaptiveSmoother.smooth`` applies: the mouth channels smoothed, blinks,
+    brows and gaze passed through (``schema.MOUTH_CHANNELS``). curves (B, T, C)."""
+    mouth = gaussian_smooth(curves[..., :NUM_MOUTH_CHANNELS], sigma, radius)
+    return torch.cat([mouth, curves[..., NUM_MOUTH_CHANNELS:]], dim=-1)
+
+
 def save_smoother(net: AdaptiveSmootherNet, path: str | Path, training: dict) -> None:
     """Write ``path`` (.safetensors) and its JSON config (architecture + how it was trained)."""
     path = Path(path)

@@ -140,7 +140,8 @@ def load_avatar_sequences(avatar: Path) -> tuple[np.ndarray, np.ndarray, np.ndar
         features = data["values"].astype(np.float32)
     with np.load(avatar / "params.npz") as data:
         tracked = data["coefficients"].astype(np.float32)
-    engine = np.asarray(result["raw"], dtype=np.float32)
+    engine = np.asarray(result["raw"], dtype=np.float32).reshape(-1, len(result["channels"]))
+    engine = engine[:, : len(CHANNELS)]  # the model's v1 columns (a v2 lipsync.json has 52)
     frames = min(len(engine), len(tracked))
     return features, engine[:frames], tracked[:frames], float(result["fps"])
 
