@@ -85,8 +85,11 @@ def test_the_whole_character_moves_as_one_result(addon, result):
         assert value_at(teeth, "jawOpen", 1 + frame) == pytest.approx(jaw[frame], abs=0.011)  # no clenched teeth
         assert jaw[frame] > 0.15
     assert stranger.data.shape_keys.animation_data is None  # another character is not touched
-    # Only what the result animates is keyed: the blinks stay free for the user.
-    assert 'key_blocks["eyeBlinkLeft"].value' not in keyed_paths(head.data.shape_keys)
+    # Only what the result animates is keyed: shapes it leaves at rest stay free for the user
+    # (schema v2 blinks now, so the blinks are keyed; squint and sneer have no model and rest).
+    paths = keyed_paths(head.data.shape_keys)
+    assert 'key_blocks["eyeBlinkLeft"].value' in paths
+    assert 'key_blocks["eyeSquintLeft"].value' not in paths and 'key_blocks["noseSneerLeft"].value' not in paths
     assert 'key_blocks["jawOpen"].value' in keyed_paths(teeth.data.shape_keys)
 
     # Running again from the head replaces all of it; re-smoothing one mesh moves both.
