@@ -162,6 +162,7 @@ def perform(
         fps=renderer.fps,
         progress=lambda f, s: report(0.1 * f, s),
         cancelled=cancelled,
+        whole_face=False,  # blinks and head pose come from the reference video
     )
     features = audio_features(samples, result.phones)
     mouth = result.raw[:, : len(CHANNELS)]  # the renderer's channels; blinks come from the reference below
