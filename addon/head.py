@@ -3,8 +3,10 @@
 Target: the character's armature (the active object, its parent, or its Armature modifier's
 object) and its head bone, found by the common names of Mixamo (``mixamorig:Head``), Rigify
 (``head``, ``DEF-head``), VRM (``J_Bip_C_Head``), Ready Player Me (``Head``) or picked by name
-(the rig's Head Bone field); with no armature, the rig object itself (the Face Rig). An armature
-without a head bone gets no head keys (rotating the whole armature would turn the body).
+(the rig's Head Bone field); with no armature, the rig object itself when its Head on Object
+is ticked (the Face Rig: an object turns about its origin, and keying it gives the object an
+action of its own). An armature without a head bone gets no head keys (rotating the whole
+armature would turn the body).
 
 The track's ``[yaw, pitch, roll]`` are rotations in the character's frame (``shared/head.py``:
 X to its left, Y up, Z out of the face). In Blender the character stands Z-up facing -Y, so the
@@ -68,8 +70,8 @@ def _find(obj: bpy.types.Object | None) -> tuple[HeadTarget | None, str]:
     if obj is None:
         return None, ""
     armature = armature_of(obj)
-    if armature is None:
-        return HeadTarget(obj), ""
+    if armature is None:  # the object itself only when asked (a mesh, not a 2D rig or an empty)
+        return (HeadTarget(obj), "") if obj.type == "MESH" and obj.steadytalk.head_on_object else (None, "")
     picked = obj.steadytalk.head_bone.strip() or armature.steadytalk.head_bone.strip()
     names = [picked] if picked else list(HEAD_BONE_NAMES)
     bones = armature.pose.bones

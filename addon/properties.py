@@ -70,6 +70,10 @@ class STEADYTALK_PG_rig(bpy.types.PropertyGroup):
     mapping_index: IntProperty()
     mapping_origin: StringProperty(name="Filled From", description="What the custom mapping was filled from")
     result_action: PointerProperty(type=bpy.types.Action, name="Result", description="The last lip-sync result")
+    head_on_object: BoolProperty(
+        name="Head on Object",
+        description="A character without an armature: the head motion turns this object (about its origin)",
+    )
     head_bone: StringProperty(
         name="Head Bone",
         description="Bone the head motion turns (empty: found by name: mixamorig:Head, head, J_Bip_C_Head, Head)",

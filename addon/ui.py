@@ -122,7 +122,9 @@ class STEADYTALK_PT_main(bpy.types.Panel):
         box.prop(settings, "expressiveness")
         box.prop(settings, "head_motion")
         if obj is not None and settings.head_motion > 0:
-            box.prop(obj.steadytalk, "head_bone")
+            row = box.row(align=True)
+            row.prop(obj.steadytalk, "head_bone")
+            row.prop(obj.steadytalk, "head_on_object", text="", icon="OBJECT_DATA")
         row = box.row(align=True)
         row.prop(settings, "face_style", text="")
         row.prop(settings, "face_seed")

@@ -78,7 +78,11 @@ def test_the_whole_character_moves_as_one_result(addon, result):
     assert plan.members == ["Wolf3D_Teeth", "Wolf3D_Head"] and plan.preset.id == "ARKIT"
     assert plan.summary() == "Wolf3D_Teeth: 4 keys; Wolf3D_Head: 52 keys"  # Ready Player Me heads have all 52
     actions, notes, _ = apply(addon, result, teeth)
-    assert len(actions) == (1 if bpy.app.version >= (4, 4, 0) else 2)
+    # one Action with a slot each (4.4+), or one per datablock: the teeth, the head and the
+    # armature, whose Head bone the head motion turns
+    assert len(actions) == (1 if bpy.app.version >= (4, 4, 0) else 3)
+    assert "head on Armature: bone Head" in notes
+    assert 'pose.bones["Head"].rotation_quaternion' in keyed_paths(bpy.data.objects["Armature"])
     jaw = result.smoothed[:, CHANNELS.index("jawOpen")]
     for frame in frames_of(result, {"AA", "AE", "AH", "AO"})[:4]:
         assert value_at(head, "jawOpen", 1 + frame) == pytest.approx(jaw[frame], abs=0.011)

@@ -52,6 +52,7 @@ def expected_world(head: np.ndarray) -> np.ndarray:
 
 def test_head_keys_on_the_rig_object_with_the_tracks_signs(addon, result):
     rig = mesh_with_keys("Face", ARKIT)
+    rig.steadytalk.head_on_object = True  # no armature: the object turns
     activate(rig)
     apply(addon, result, rig, tolerance=None)
     paths = keyed_paths(rig)
@@ -97,6 +98,7 @@ def test_head_keys_on_a_mixamo_head_bone(addon, result, roll):
 
 def test_turned_off_parts_are_not_keyed_and_the_users_animation_stays(addon, result):
     rig = mesh_with_keys("Face", ARKIT)
+    rig.steadytalk.head_on_object = True
     keys = rig.data.shape_keys.key_blocks
     keys["eyeBlinkLeft"].value = 0.7
     keys["eyeBlinkLeft"].keyframe_insert("value", frame=1)  # the user's own blink animation
@@ -108,12 +110,18 @@ def test_turned_off_parts_are_not_keyed_and_the_users_animation_stays(addon, res
         p for p in paths if any(f'"{n}"' in p for n in CHANNELS if n.startswith(("eyeBlink", "eyeLook", "brow")))
     }
     assert not keyed_paths(rig)  # no head keys on the object
+
+    other = mesh_with_keys("Plain", ARKIT)  # Head on Object not ticked: the object is left alone
+    activate(other)
+    apply(addon, result, other, tolerance=None)
+    assert not keyed_paths(other) and keyed_paths(other.data.shape_keys)
     bpy.context.scene.frame_set(10)
     assert keys["eyeBlinkLeft"].value == pytest.approx(0.7)  # the user's blink plays on through the NLA
 
 
 def test_all_parts_keyed_by_default_and_a_users_own_object_animation_keeps_its_head(addon, result):
     rig = mesh_with_keys("Face", ARKIT)
+    rig.steadytalk.head_on_object = True
     rig.keyframe_insert("location", frame=1)  # the user animates the object: its head is theirs
     activate(rig)
     _, notes, _ = apply(addon, result, rig, tolerance=None)
