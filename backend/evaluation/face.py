@@ -50,12 +50,13 @@ class Tracks:
     closure: np.ndarray  # (T, 2)
     head: np.ndarray  # (T, 3) radians
     brow: np.ndarray  # (T,) inner brow mm
+    gaze: np.ndarray | None = None  # (T, 2) yaw, pitch radians (plots only)
 
 
 def generated(performer: Performer, clip: TrainingClip, seed: int) -> Tracks:
     perf = performer.perform(clip.timeline, FaceOptions(seed=seed, style=clip.style))
     closure = np.stack([perf.channels["eyeBlinkLeft"], perf.channels["eyeBlinkRight"]], 1)
-    return Tracks(closure, perf.head.astype(np.float64), perf.brows[:, 0])
+    return Tracks(closure, perf.head.astype(np.float64), perf.brows[:, 0], perf.gaze.astype(np.float64))
 
 
 def still(clip: TrainingClip) -> Tracks:
@@ -90,7 +91,7 @@ def real(clip: TrainingClip) -> Tracks:
     """The tracked truth; the head without the tracker's frame-to-frame noise (the same light
     smoothing the head model is fitted after), or its speeds would be the tracker's."""
     head = gaussian_smooth(clip.head.astype(np.float64), TRACK_NOISE_FRAMES).astype(np.float64)
-    return Tracks(clip.closure, head, clip.brows[:, 0].astype(np.float64))
+    return Tracks(clip.closure, head, clip.brows[:, 0].astype(np.float64), clip.gaze.astype(np.float64))
 
 
 def _blink_stats(clips: list[TrainingClip], versions: list[Tracks]) -> dict:
@@ -244,13 +245,14 @@ def _plots(clips: list[TrainingClip], truth: list[Tracks], gen: list[Tracks], ou
         if clip.style == "calm" and clip.name not in calm:
             continue
         times = np.arange(clip.timeline.num_frames) / clip.timeline.fps
-        fig, axes = plt.subplots(5, 1, figsize=(10, 9), sharex=True)
+        fig, axes = plt.subplots(6, 1, figsize=(10, 10.5), sharex=True)
         rows = [
             ("eye closure (mean of both)", t.closure.mean(1), g.closure.mean(1), 1.0),
             ("head yaw (deg)", np.degrees(t.head[:, 0]), np.degrees(g.head[:, 0]), None),
             ("head pitch (deg, + chin down)", np.degrees(t.head[:, 1]), np.degrees(g.head[:, 1]), None),
             ("head roll (deg)", np.degrees(t.head[:, 2]), np.degrees(g.head[:, 2]), None),
             ("inner brow (mm from rest)", t.brow - np.median(t.brow), g.brow, None),
+            ("gaze yaw (deg, + to its left)", np.degrees(t.gaze[:, 0]), np.degrees(g.gaze[:, 0]), None),
         ]
         for ax, (label, a, b, top) in zip(axes, rows, strict=True):
             for lo, hi in _spans(~clip.timeline.speech):
