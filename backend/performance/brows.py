@@ -1,7 +1,7 @@
 """Brows: raised on pitch accents and emphasis, lowered on loud low-pitch (stressed) syllables.
 
 A linear response model: the inner and outer brow heights (mm from rest) are sums of the
-speech features (accent, low stress, loudness, pause) each passed through Gaussian bumps at
+speech features (accent, low stress, loudness, pause, the pitch contour) each passed through Gaussian bumps at
 lags from 0.2 s before to 0.4 s after (brows lead and trail the accent), weights by ridge
 regression on the tracked brows (``train``). Plus slow seeded noise at the size of what the
 features leave unexplained, so a monotone stretch is not frozen. Heights become ARKit
@@ -18,7 +18,7 @@ from steadytalk_shared.smoothing import gaussian_smooth
 
 from .features import SpeechTimeline
 
-FEATURES = ("accent", "low_stress", "energy", "pause")
+FEATURES = ("accent", "low_stress", "energy", "pause", "pitch")
 LAGS = (-0.2, 0.0, 0.2, 0.4)  # seconds: the response at t sees the feature at t - lag
 BUMP_SECONDS = 0.1
 FULL_RAISE_MM = 6.0  # an ARKit brow-up channel at 1
@@ -29,8 +29,16 @@ NOISE_SECONDS = 0.5
 def design(timeline: SpeechTimeline) -> np.ndarray:
     """(T, len(FEATURES) * len(LAGS) + 1) lagged, bump-smoothed features and a constant."""
     fps = timeline.fps
+    pitch = np.clip(timeline.pitch, -6.0, 6.0) / 6.0  # the pitch contour itself (0 unvoiced)
     base = np.stack(
-        [timeline.accent, timeline.low_stress, timeline.energy * timeline.speech, (~timeline.speech).astype(float)], 1
+        [
+            timeline.accent,
+            timeline.low_stress,
+            timeline.energy * timeline.speech,
+            (~timeline.speech).astype(float),
+            pitch,
+        ],
+        1,
     )
     smooth = gaussian_smooth(base, BUMP_SECONDS * fps).astype(np.float64)
     columns = []
@@ -47,7 +55,7 @@ def design(timeline: SpeechTimeline) -> np.ndarray:
 
 @dataclass
 class BrowModel:
-    weights: tuple[tuple[float, ...], tuple[float, ...]] = ((0.0,) * 17, (0.0,) * 17)  # inner, outer
+    weights: tuple[tuple[float, ...], tuple[float, ...]] = ((0.0,) * 21, (0.0,) * 21)  # inner, outer
     residual_mm: tuple[float, float] = (0.3, 0.3)
     noise_share: float = 0.5
     correlation: float = 0.0  # of the fitted response with the tracked inner brow (training)
