@@ -35,8 +35,10 @@ def word_error_rate(reference: list[str], hypothesis: list[str]) -> float:
     ("text", "words"),
     [
         ("BIM BLUE by S5 soon.", ["bim", "blue", "by", "s", "five", "soon"]),
-        ("Mr. Fish, in 1961, paid $3 for 5% & more", "mister fish in nineteen sixty one paid three dollars for "
-         "five percent and more".split()),
+        (
+            "Mr. Fish, in 1961, paid $3 for 5% & more",
+            "mister fish in nineteen sixty one paid three dollars for five percent and more".split(),
+        ),
         ("the 21st of 2,500", ["the", "twenty", "first", "of", "two", "thousand", "five", "hundred"]),
         ("rock\u2019n\u2019roll it's", ["rock'n'roll", "it's"]),
     ],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -36,8 +37,19 @@ MIN_WORD_FRACTION = 0.85
 _worker_phonetizer: Phonetizer | None = None
 
 
+def die_with_parent() -> None:
+    """Linux: be killed when the parent dies, even by SIGKILL (no orphans holding its pipes)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _init_worker(config: RecognizerConfig) -> None:
     global _worker_phonetizer
+    die_with_parent()
     _worker_phonetizer = Phonetizer(config)
     _worker_phonetizer.warm_aligners()  # loading the dictionary twice costs ~0.5 s: not per request
 
