@@ -244,7 +244,7 @@ def evaluate_lipsync(directory: Path, fps: float = 25.0, speech_dir: Path | None
         "fps": fps,
         "clips": len(clips),
         "recognizer": {
-            "model": str(engine.word_recognizer().model_path),
+            "model": engine.word_recognizer().model_name,
             "word_error_rate": errors / max(reference_words, 1),
             "reference_words": reference_words,
             "clips_on_phones": fell_back,
@@ -287,7 +287,7 @@ def format_report(report: dict) -> str:
         lines += [
             "",
             f"recognizer word error rate {r['word_error_rate']:.1%} over {r['reference_words']} words "
-            f"({r['clips_on_phones']} clips fell back to phones); model {Path(r['model']).name}",
+            f"({r['clips_on_phones']} clips fell back to phones); model {r['model']}",
         ]
     lines += ["", "Stability (curve MSI, higher is steadier; with transcript)", ""]
     lines.append(f"{'':30s}{'MSI GRID':>10s}{'MSI speech':>12s}{'closure':>10s}{'open vowel':>12s}")

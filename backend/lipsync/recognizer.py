@@ -117,6 +117,11 @@ class WordRecognizer:
         self._model = None
         self._lock = threading.Lock()
 
+    @property
+    def model_name(self) -> str:
+        """What to call the model in reports: the bundled one by name, others by folder."""
+        return "tiny.en (bundled)" if self.model_path == default_model_path() else str(self.model_path)
+
     def _get_model(self):
         if self._model is None:
             from faster_whisper import WhisperModel
