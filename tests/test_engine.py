@@ -78,7 +78,7 @@ def test_recognized_words_are_aligned_without_transcript(engine, demo_wav, demo_
     expected = normalize_transcript(demo_transcript)
     assert len(set(heard) & set(expected)) >= 0.7 * len(set(expected)), heard
     words = result.words
-    assert [w.word for w in words] == heard  # every recognized word aligned, in order
+    assert [w.word for w in words] == heard  # this clip: every recognized word aligned, in order
     assert all(a.end <= b.start + 1e-6 and a.start < a.end for a, b in zip(words, words[1:], strict=False))
     data = result.to_dict()
     assert data["transcript"] == result.transcript and data["words"][0]["word"] == heard[0]

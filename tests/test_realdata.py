@@ -85,12 +85,16 @@ def test_evaluation_meets_targets_with_and_without_transcript(grid, tmp_path):
 @pytest.mark.slow
 def test_issue_targets_on_the_training_video(shared_data):
     """The targets on the 100 clips of the training video (134 bilabial words): closure >= 90%
-    typed, >= 92% from recognized words, >= 75% from phones; rest >= 95%."""
-    report = evaluate_lipsync(shared_data / "video" / "grid_s1_train_300s.mp4", fps=25.0, log=lambda *_: None)
+    typed and >= 92% from recognized words; rest >= 95% (phones only: the held-out test)."""
+    report = evaluate_lipsync(
+        shared_data / "video" / "grid_s1_train_300s.mp4",
+        fps=25.0,
+        log=lambda *_: None,
+        modes=("typed transcript", "recognized words"),
+    )
     articulation = report["articulation"]
     with_text, recognized = articulation["typed transcript"], articulation["recognized words"]
     assert with_text["bilabial_words"] > 100
     assert with_text["bilabial_closure_rate"] >= 0.90
     assert recognized["bilabial_closure_rate"] >= 0.92 and recognized["rest_rate"] >= 0.95
-    assert articulation["phones only"]["bilabial_closure_rate"] >= 0.75
     assert with_text["rest_rate"] >= 0.95

@@ -25,6 +25,14 @@ def speak(tmp_path, text: str, voice: str = "en-us") -> str:
     return str(wav)
 
 
+def assert_aligned_in_order(aligned: list[str], heard: list[str]) -> None:
+    """The aligned words are the heard ones in order; a piece may leave out up to 15% of its
+    words (one the recognizer heard but nobody said) rather than fall back to phones."""
+    remaining = iter(heard)
+    assert all(word in remaining for word in aligned), (aligned, heard)
+    assert len(aligned) >= 0.85 * len(heard), (aligned, heard)
+
+
 def word_error_rate(reference: list[str], hypothesis: list[str]) -> float:
     from steadytalk_backend.evaluation.lipsync import word_error_rate as wer
 
@@ -140,12 +148,21 @@ REFERENCES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(REFERENCES))
+SPEECH_FILES = [
+    *REFERENCES,
+    "librispeech_testother_1688-142285-0000.flac",
+    "librispeech_testother_3080-5032-0009.flac",
+]
+
+
+@pytest.mark.parametrize("name", sorted(SPEECH_FILES))
 def test_real_speakers_are_recognized_and_aligned(engine, shared_data, name):
+    """Every recording of ../shared/data/audio (six speakers; MP3, FLAC, WAV; 3-23 s)."""
     result = engine.run(shared_data / "audio" / name, None, fps=30.0)
     assert result.mode == "recognized" and not result.warnings, result.warnings
     heard = normalize_transcript(result.transcript["text"])
-    assert word_error_rate(REFERENCES[name].split(), heard) <= 0.25, heard
-    assert [w.word for w in result.words] == heard
+    if name in REFERENCES:
+        assert word_error_rate(REFERENCES[name].split(), heard) <= 0.25, heard
+    assert_aligned_in_order([w.word for w in result.words], heard)
     aperture = lip_aperture(result.smoothed)
     assert aperture.max() > 0.3 and np.mean(aperture > 0.1) > 0.2

@@ -206,14 +206,18 @@ MODES = (
 )
 
 
-def evaluate_lipsync(directory: Path, fps: float = 25.0, speech_dir: Path | None = None, log=print) -> dict:
+def evaluate_lipsync(
+    directory: Path, fps: float = 25.0, speech_dir: Path | None = None, log=print, modes: tuple[str, ...] | None = None
+) -> dict:
+    """The report; ``modes`` picks some of MODES by name (all by default)."""
     engine = LipsyncEngine()
     clips = find_clips(directory)
-    by_mode = {name: Scores() for name, _, _ in MODES}
+    chosen = [m for m in MODES if modes is None or m[0] in modes]
+    by_mode = {name: Scores() for name, _, _ in chosen}
     errors, reference_words, fell_back = 0.0, 0, 0
     stability: dict[str, Scores] = {}
     for index, clip in enumerate(clips, start=1):
-        for mode, typed, recognizer in MODES:
+        for mode, typed, recognizer in chosen:
             transcript = clip.transcript if typed else None
             result = engine.run(clip.audio, transcript=transcript, fps=fps, recognizer=recognizer)
             score_clip(lip_aperture(result.smoothed), fps, clip, by_mode[mode])

@@ -108,9 +108,7 @@ class LipsyncProcess:
                 connection.close()
         self._proc = self._to_child = self._from_child = None
 
-    def run(
-        self, params: dict, progress: Callable[[float, str], None], cancelled: Callable[[], bool]
-    ) -> LipsyncResult:
+    def run(self, params: dict, progress: Callable[[float, str], None], cancelled: Callable[[], bool]) -> LipsyncResult:
         """``LipsyncEngine.run(**params)`` in the child; raises what it raised (rebuilt here)."""
         self.start()
         assert self._to_child is not None and self._from_child is not None and self._proc is not None

@@ -323,13 +323,19 @@ class LipsyncServer:
             wake.connect(self._wake_address)
         wake.send(b"", zmq.NOBLOCK)
 
-    def _engine_config(self) -> EngineConfig:
-        return EngineConfig(audio=self.config.audio, words=WordRecognizerConfig(model=self.config.asr_model))
+    def _engine_config(self, alignment_workers: int | None = None) -> EngineConfig:
+        return EngineConfig(
+            audio=self.config.audio,
+            words=WordRecognizerConfig(model=self.config.asr_model),
+            alignment_workers=alignment_workers,
+        )
 
     def _engine(self) -> LipsyncEngine:
+        """The worker thread's own engine (renders lip-sync their audio with it). It aligns in
+        this process: forking aligner processes from the multi-threaded server is not safe."""
         engine = getattr(self._engines, "engine", None)
         if engine is None:
-            engine = self._engines.engine = LipsyncEngine(self._engine_config())
+            engine = self._engines.engine = LipsyncEngine(self._engine_config(alignment_workers=1))
         return engine
 
     def _lipsync_process(self) -> LipsyncProcess:
