@@ -123,6 +123,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         transcript = (data / DEMO_TRANSCRIPT).read_text(encoding="utf-8").strip()
         print(f'Lip-sync of the bundled clip {DEMO_AUDIO}: "{transcript}"')
         engine = LipsyncEngine()
+        print(f"(word recognizer loaded in {engine.load():.2f} s, once per process)")
         for label, text in (("with_transcript", transcript), ("without_transcript", None)):
             started = time.perf_counter()
             result = engine.run(audio, text, fps=30.0)
@@ -131,6 +132,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             write_outputs(result, out, out.with_suffix(".csv"))
             print(f"\nwrote {out} and {out.with_suffix('.csv')}")
             print(summary(result, elapsed))
+        engine.close()
     return 0
 
 
