@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -16,7 +14,7 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
-from conftest import serving
+from conftest import serve_process, serving
 
 from steadytalk_shared import protocol as wire
 from steadytalk_shared.client import BackendClient, BackendError
@@ -89,16 +87,7 @@ def test_sigterm_during_a_job_stops_the_backend_within_seconds(demo_samples, tmp
     samples, rate = demo_samples
     long_audio = tmp_path / "long.wav"
     sf.write(long_audio, np.tile(samples, 30), rate)  # 3.5 minutes
-    probe = zmq.Context.instance().socket(zmq.ROUTER)
-    port = probe.bind_to_random_port("tcp://127.0.0.1")
-    probe.close(linger=0)
-    endpoint = f"tcp://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "steadytalk_backend.cli", "serve", "--bind", endpoint],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, endpoint = serve_process()
     try:
         socket = zmq.Context.instance().socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
