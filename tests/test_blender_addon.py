@@ -16,7 +16,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from blender_rigs import activate, mesh_with_keys, sound_strips_supported  # noqa: E402
+from blender_rigs import RecordingLayout, activate, mesh_with_keys, sound_strips_supported  # noqa: E402
 from conftest import EXTENSION_PACKAGE, extension_module, register_addon, unused_loopback_port  # noqa: E402
 
 from steadytalk_shared import mapping  # noqa: E402
@@ -341,6 +341,9 @@ def test_automatic_transcript_then_use_as_transcript_and_rerun(addon, demo_wav, 
     heard = scene.steadytalk.recognized_text
     expected = normalize_transcript(demo_transcript)
     assert len(set(normalize_transcript(heard)) & set(expected)) >= 0.7 * len(set(expected)), heard
+    panel = type("Panel", (), {"layout": RecordingLayout()})()
+    extension_module("ui").STEADYTALK_PT_main.draw(panel, bpy.context)
+    assert "Heard:" in panel.layout.lines and heard.split()[0] in " ".join(panel.layout.lines)
 
     assert bpy.ops.steadytalk.use_as_transcript() == {"FINISHED"}
     text = scene.steadytalk.transcript_text
