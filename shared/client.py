@@ -319,6 +319,53 @@ class BackendClient:
         )
         return bytes(reply.buffers[0]), reply.body
 
+    def portrait(
+        self,
+        image: bytes | str | Path,
+        audio: bytes | str | Path,
+        transcript: str | None = None,
+        size: int = 512,
+        fps: float = 25.0,
+        face: int | None = None,
+        seed: int = 0,
+        timeout: float | None = None,
+        progress: ProgressCallback | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> tuple[bytes, dict]:
+        """A picture and speech -> (mp4 bytes, summary): the talking portrait, made on the backend."""
+        body: dict = {"size": int(size), "fps": float(fps), "seed": int(seed)}
+        if face is not None:
+            body["face"] = int(face)
+        if transcript is not None:
+            body["transcript"] = transcript
+        buffers = [_file_bytes(image), _file_bytes(audio)]
+        reply = self.request(
+            Message(wire.PORTRAIT, body=body, buffers=buffers), timeout=timeout, progress=progress, cancelled=cancelled
+        )
+        return bytes(reply.buffers[0]), reply.body
+
+    def portrait_rig(
+        self,
+        image: bytes | str | Path,
+        size: int = 1024,
+        face: int | None = None,
+        timeout: float | None = None,
+        progress: ProgressCallback | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ):
+        """A picture -> ``portrait_rig.PortraitRigData``: the fitted, textured face rig."""
+        from .portrait_rig import rig_from_reply
+
+        body: dict = {"size": int(size)}
+        if face is not None:
+            body["face"] = int(face)
+        message = Message(wire.PORTRAIT_RIG, body=body, buffers=[_file_bytes(image)])
+        return rig_from_reply(self.request(message, timeout=timeout, progress=progress, cancelled=cancelled))
+
+
+def _file_bytes(source: bytes | str | Path) -> bytes:
+    return source if isinstance(source, bytes) else Path(source).read_bytes()
+
 
 def render_frames_message(
     session: str,

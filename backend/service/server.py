@@ -1,4 +1,5 @@
-"""ZeroMQ backend: a ROUTER socket serving ping/status/cancel, lip-sync and photoreal renders.
+"""ZeroMQ backend: a ROUTER socket serving ping/status/cancel, lip-sync, photoreal renders and
+talking portraits.
 
 Only the main thread touches the ROUTER socket (ZeroMQ sockets are not thread-safe). Jobs run
 on worker threads fed by a ``FairQueue`` (round-robin across clients, so one client streaming
@@ -40,7 +41,8 @@ from ..lipsync.audio import AudioConfig
 from ..lipsync.engine import EngineConfig, LipsyncEngine
 from .avatars import AvatarHost
 from .fair_queue import FairQueue
-from .requests import lipsync_params, render_audio_params, render_open_params
+from .portraits import PortraitHost
+from .requests import lipsync_params, portrait_params, portrait_rig_params, render_audio_params, render_open_params
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ _ERROR_CODES = {
     "bad_transcript": ErrorCode.BAD_TRANSCRIPT,
     "cancelled": ErrorCode.CANCELLED,
     "too_many_frames": ErrorCode.TOO_MANY_FRAMES,
+    "bad_portrait": ErrorCode.BAD_PORTRAIT,
 }
 
 
@@ -133,6 +136,7 @@ class LipsyncServer:
         # so two jobs really run in parallel.
         self._engines = threading.local()
         self.avatars = AvatarHost(self.config, self.jobs_dir, self._engine, self._is_cancelled)
+        self.portraits = PortraitHost(self.config, self.jobs_dir, self._engine, self._is_cancelled)
         self._info = {
             "server_version": __version__,
             "protocol": wire.PROTOCOL_VERSION,
@@ -245,6 +249,8 @@ class LipsyncServer:
             wire.RENDER_OPEN: self._submit(render_open_params, self.avatars.open_session),
             wire.RENDER_FRAMES: self._submit(self.avatars.frames_session, self.avatars.render_frames),
             wire.RENDER_AUDIO: self._submit(render_audio_params, self.avatars.render_audio),
+            wire.PORTRAIT: self._submit(portrait_params, self.portraits.portrait),
+            wire.PORTRAIT_RIG: self._submit(portrait_rig_params, self.portraits.rig),
         }.get(request.type)
         if handler is None:
             self._send(identity, request.error_reply(ErrorCode.UNKNOWN_TYPE, f"unknown message type {request.type!r}"))
