@@ -177,7 +177,12 @@ def portrait_params(request: Message) -> dict:
     transcript = request.body.get("transcript")
     if transcript is not None and not isinstance(transcript, str):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "transcript must be a string or absent")
-    return {"image": image, "audio": request.buffers[1], "transcript": transcript, **portrait_options(request.body, 512)}
+    return {
+        "image": image,
+        "audio": request.buffers[1],
+        "transcript": transcript,
+        **portrait_options(request.body, 512),
+    }
 
 
 def portrait_rig_params(request: Message) -> dict:
