@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import bpy
 
-from . import backend_link, batch, operators, preferences, properties, rig_operators, ui
+from . import backend_link, batch, operators, portrait, preferences, properties, rig_operators, ui
 
-CLASSES = (*preferences.CLASSES, *operators.CLASSES, *rig_operators.CLASSES, *batch.CLASSES, *ui.CLASSES)
+CLASSES = (
+    *preferences.CLASSES,
+    *operators.CLASSES,
+    *portrait.CLASSES,
+    *rig_operators.CLASSES,
+    *batch.CLASSES,
+    *ui.CLASSES,
+)
 
 
 def register() -> None:

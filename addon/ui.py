@@ -67,6 +67,7 @@ class STEADYTALK_PT_main(bpy.types.Panel):
         row = box.row(align=True)
         row.operator("steadytalk.add_face_rig", icon="ADD")
         row.operator("steadytalk.load_avatar", icon="USER")
+        box.operator("steadytalk.portrait_rig", icon="IMAGE_DATA")
         if obj is None:
             box.label(text="Select the face mesh or armature of a character", icon="INFO")
         else:
