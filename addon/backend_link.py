@@ -108,7 +108,6 @@ def describe_backend_error(exc: BackendError) -> str:
         ErrorCode.AUDIO_TOO_LONG: " Split the audio into shorter parts.",
         ErrorCode.TOO_LARGE: " Split the audio into shorter parts.",
         ErrorCode.BAD_TRANSCRIPT: " Fix or clear the transcript.",
-        ErrorCode.BAD_PORTRAIT: "",  # the backend's message already says what to do
         ErrorCode.INTERNAL: " The backend's console or log has the details.",
     }
     return f"Backend: {exc.message}{hints.get(exc.code, '')}"

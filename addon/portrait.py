@@ -28,6 +28,7 @@ import bpy
 import numpy as np
 
 from ..shared.portrait_rig import PortraitRigData
+from ..shared.render_contract import FACE_POINTS
 from . import backend_link, face_shape_pass, preferences
 from .backend_link import Job, UserFacingError
 from .operators import JobOperator
@@ -37,6 +38,7 @@ PORTRAIT_PROP = "steadytalk_portrait"  # on the face mesh: the picture's file na
 # mediapipe topology: mouth corners, inner lip middles, chin (the face model keeps its order).
 MOUTH_CORNERS, INNER_UPPER, INNER_LOWER, CHIN = (61, 291), 13, 14, 152
 CAVITY_COLOR = (0.045, 0.012, 0.012)  # scene-linear: a dark, slightly red mouth inside
+TONGUE_COLOR = (0.30, 0.06, 0.06)
 MAX_PICTURE_BYTES = 128 * 1024 * 1024
 
 
@@ -71,7 +73,8 @@ def _image(name: str, rig: PortraitRigData) -> bpy.types.Image:
 def _emission_material(name: str, image: bpy.types.Image | None, color=(1.0, 1.0, 1.0)) -> bpy.types.Material:
     """Unlit: the image (or the colour) as emission, and the Workbench colour for Flat lighting."""
     material = bpy.data.materials.new(name)
-    material.use_nodes = True
+    if bpy.app.version < (5, 0, 0):  # 5.0 materials always use nodes (the flag is deprecated)
+        material.use_nodes = True
     nodes, links = material.node_tree.nodes, material.node_tree.links
     nodes.clear()
     output = nodes.new("ShaderNodeOutputMaterial")
@@ -104,22 +107,31 @@ def _card(collection: bpy.types.Collection, name: str, corners: np.ndarray, mate
     return obj
 
 
-def _cavity(collection, name: str, face: bpy.types.Object, vertices: np.ndarray, material) -> bpy.types.Object:
-    """A dark plane in the face's own space, just behind the lips and reaching to the chin: the
-    face hides it except through the mouth, so an opening jaw shows a mouth, not the card's lips."""
+def _cavity(collection, name: str, face: bpy.types.Object, rig: PortraitRigData, material) -> bpy.types.Object:
+    """A dark plane in the face's own space, behind the lips: the face hides it except through
+    the mouth, so an opening jaw shows a mouth and not the card's closed lips. Its top edge
+    moves with the upper lip and its bottom edge with the lower lip (shape keys of the same
+    ARKit names, so the lip-sync drives it with the face: it is the face's child)."""
+    vertices = rig.vertices
     left, right = vertices[MOUTH_CORNERS[0]], vertices[MOUTH_CORNERS[1]]
     width = abs(float(right[0] - left[0]))
     x0, x1 = min(left[0], right[0]) + 0.05 * width, max(left[0], right[0]) - 0.05 * width
-    top = float(vertices[INNER_UPPER][1]) + 0.15 * width
-    bottom = float(vertices[CHIN][1]) + 0.1 * width
+    top = float(vertices[INNER_UPPER][1]) + 0.12 * width
+    bottom = float(vertices[INNER_LOWER][1]) - 0.12 * width
     depth = float(min(left[2], right[2])) - 0.04 * width  # behind the mouth corners: hidden at rest
-    corners = [(x0, top, depth), (x1, top, depth), (x1, bottom, depth), (x0, bottom, depth)]
+    corners = np.array([(x0, top, depth), (x1, top, depth), (x1, bottom, depth), (x0, bottom, depth)])
     mesh = bpy.data.meshes.new(name)
-    mesh.from_pydata(corners, [], [(0, 3, 2, 1)])  # +Z (out of the face) is its front
+    mesh.from_pydata(corners.tolist(), [], [(0, 3, 2, 1)])  # +Z (out of the face) is its front
     mesh.materials.append(material)
     obj = bpy.data.objects.new(name, mesh)
     collection.objects.link(obj)
     obj.parent = face  # follows the face's placement (and any head motion keyed on it)
+    obj.shape_key_add(name="Basis", from_mix=False)
+    follows = np.array([INNER_UPPER, INNER_UPPER, INNER_LOWER, INNER_LOWER])
+    for channel, delta in zip(rig.shape_names, rig.deltas, strict=True):
+        key = obj.shape_key_add(name=channel, from_mix=False)
+        key.slider_min, key.slider_max, key.value = 0.0, 1.0, 0.0
+        key.data.foreach_set("co", (corners + delta[follows]).astype(np.float32).ravel())
     return obj
 
 
@@ -136,7 +148,11 @@ def build_portrait_rig(scene: bpy.types.Scene, rig: PortraitRigData, name: str) 
     face_shape_pass.set_matrix(face, rig.matrix)
     face[PORTRAIT_PROP] = name
     cavity = _emission_material(f"{name} mouth", None, CAVITY_COLOR)
-    _cavity(collection, f"{name} mouth", face, rig.vertices, cavity)
+    _cavity(collection, f"{name} mouth", face, rig, cavity)
+    # The tongue (the mesh's points past the face proper) is not in the photo: its own colour.
+    face.data.materials.append(_emission_material(f"{name} tongue", None, TONGUE_COLOR))
+    tongue = np.any(rig.triangles >= FACE_POINTS, axis=1).astype(np.int32)
+    face.data.polygons.foreach_set("material_index", tongue)
     _card(collection, f"{name} card", rig.card, picture)
     camera = rig.camera
     camera_obj = face_shape_pass.contract_camera(
