@@ -84,6 +84,7 @@ def _emission_material(name: str, image: bpy.types.Image | None, color=(1.0, 1.0
         texture = nodes.new("ShaderNodeTexImage")
         texture.image = image
         texture.interpolation = "Linear"
+        texture.extension = "EXTEND"  # no wrap-around: the top row must not blend in the bottom one
         links.new(texture.outputs["Color"], emission.inputs["Color"])
         nodes.active = texture  # Workbench's Texture colour draws the active image node
     else:
@@ -108,15 +109,17 @@ def _card(collection: bpy.types.Collection, name: str, corners: np.ndarray, mate
 
 
 def _cavity(collection, name: str, face: bpy.types.Object, rig: PortraitRigData, material) -> bpy.types.Object:
-    """A dark plane in the face's own space, behind the lips: the face hides it except through
-    the mouth, so an opening jaw shows a mouth and not the card's closed lips. Its top edge
-    moves with the upper lip and its bottom edge with the lower lip (shape keys of the same
-    ARKit names, so the lip-sync drives it with the face: it is the face's child)."""
+    """A dark strip in the face's own space, behind the lips: the face hides it except through
+    the mouth, so an opening jaw shows a mouth and not the card's closed lips. At rest its top
+    edge is at the picture's own lower lip, so a picture with an open mouth keeps its teeth
+    (the card shows them) and only what the opening jaw uncovers is dark; the top edge moves
+    with the upper lip and the bottom edge with the lower lip (shape keys of the same ARKit
+    names, so the lip-sync drives it with the face: it is the face's child)."""
     vertices = rig.vertices
     left, right = vertices[MOUTH_CORNERS[0]], vertices[MOUTH_CORNERS[1]]
     width = abs(float(right[0] - left[0]))
     x0, x1 = min(left[0], right[0]) + 0.05 * width, max(left[0], right[0]) - 0.05 * width
-    top = float(vertices[INNER_UPPER][1]) + 0.12 * width
+    top = float(vertices[INNER_LOWER][1])
     bottom = float(vertices[INNER_LOWER][1]) - 0.12 * width
     depth = float(min(left[2], right[2])) - 0.04 * width  # behind the mouth corners: hidden at rest
     corners = np.array([(x0, top, depth), (x1, top, depth), (x1, bottom, depth), (x0, bottom, depth)])
