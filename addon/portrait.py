@@ -180,6 +180,7 @@ def build_portrait_rig(scene: bpy.types.Scene, rig: PortraitRigData, name: str) 
 def start_portrait_rig(context: bpy.types.Context, path: str, size: int, face: int, push_undo: bool) -> Job:
     """Check the picture, then fit it on the backend from a worker; built when it arrives."""
     name, data = picture_bytes(path)
+    file_name = Path(bpy.path.abspath(path)).name
     connection = preferences.connection(context)
     scene_name = context.scene.name
     chosen = face if face > 0 else None
@@ -190,7 +191,7 @@ def start_portrait_rig(context: bpy.types.Context, path: str, size: int, face: i
         job.check_cancelled()
         with connection.client() as client:
             return client.portrait_rig(
-                data, size=size, face=chosen, progress=job.progress, cancelled=job.is_cancel_requested
+                data, size=size, face=chosen, name=file_name, progress=job.progress, cancelled=job.is_cancel_requested
             )
 
     def on_done(job: Job) -> None:

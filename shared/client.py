@@ -328,6 +328,7 @@ class BackendClient:
         fps: float = 25.0,
         face: int | None = None,
         seed: int = 0,
+        name: str | None = None,
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
         cancelled: Callable[[], bool] | None = None,
@@ -339,6 +340,7 @@ class BackendClient:
         if transcript is not None:
             body["transcript"] = transcript
         buffers = [_file_bytes(image), _file_bytes(audio)]
+        body.update(_picture_name(image, name))
         reply = self.request(
             Message(wire.PORTRAIT, body=body, buffers=buffers), timeout=timeout, progress=progress, cancelled=cancelled
         )
@@ -349,6 +351,7 @@ class BackendClient:
         image: bytes | str | Path,
         size: int = 1024,
         face: int | None = None,
+        name: str | None = None,
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
         cancelled: Callable[[], bool] | None = None,
@@ -359,8 +362,15 @@ class BackendClient:
         body: dict = {"size": int(size)}
         if face is not None:
             body["face"] = int(face)
+        body.update(_picture_name(image, name))
         message = Message(wire.PORTRAIT_RIG, body=body, buffers=[_file_bytes(image)])
         return rig_from_reply(self.request(message, timeout=timeout, progress=progress, cancelled=cancelled))
+
+
+def _picture_name(image: bytes | str | Path, name: str | None) -> dict:
+    """The picture's file name for the backend's messages ("the face in NAME ..."); never a path."""
+    name = name or (None if isinstance(image, bytes) else Path(image).name)
+    return {"name": name} if name else {}
 
 
 def _file_bytes(source: bytes | str | Path) -> bytes:

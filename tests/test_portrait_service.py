@@ -93,6 +93,8 @@ def test_rig_of_a_painting_and_of_a_made_picture(served):
     client, _ = served
     painting = client.portrait_rig((IMAGES / "monalisa_leonardo.jpg").read_bytes(), size=512)
     assert max(painting.width, painting.height) == 512 and painting.faces == 1
+    turned = client.portrait_rig(IMAGES / "pearl_earring_vermeer.jpg", size=512)  # a path: its name in messages
+    assert any("pearl_earring_vermeer.jpg is turned" in w for w in turned.warnings), turned.warnings
     made = made_picture()
     rig = client.portrait_rig(png(made), size=560)
     assert (rig.width, rig.height) == (560, 420)
@@ -133,6 +135,9 @@ def test_bad_pictures_are_error_replies_and_the_server_keeps_serving(served, dem
         assert error.code == ErrorCode.BAD_PORTRAIT and "not a picture" in error.message, error.message
         assert "\n" not in error.message
         assert client.ping()["protocol"] == 1
+    # The name is for messages only: never opened, its folders cut off.
+    error = error_of(lambda: client.portrait_rig(text, name="../../etc/notes.png"))
+    assert error.message.startswith("notes.png is not a picture") and "etc" not in error.message, error.message
     ramp = np.tile(np.linspace(0, 255, 320, dtype=np.uint8)[None, :, None], (240, 1, 3))
     error = error_of(lambda: client.portrait_rig(png(ramp)))
     assert error.code == ErrorCode.BAD_PORTRAIT and "No face was found" in error.message

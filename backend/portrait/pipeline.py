@@ -197,6 +197,7 @@ def render_portrait_bytes(
     engine=None,
     max_frames: int | None = None,
     folder: Path | None = None,
+    image_name: str | None = None,
 ) -> tuple[bytes, dict]:
     """``render_portrait`` for a server: the picture and audio as bytes, the mp4 as bytes and
     the summary (no paths of the client's are read or written; the video is made in a fresh
@@ -204,7 +205,7 @@ def render_portrait_bytes(
     with tempfile.TemporaryDirectory(prefix="steadytalk-portrait-", dir=folder) as work:
         out = Path(work) / "portrait.mp4"
         summary = render_portrait(
-            image, audio, out, transcript, options, progress, cancelled, engine=engine, max_frames=max_frames
+            image, audio, out, transcript, options, progress, cancelled, image_name, engine, max_frames
         )
         data = out.read_bytes()
     summary.pop("out")

@@ -58,9 +58,9 @@ def rig_of(portrait: Portrait) -> PortraitRig:
 
 
 def portrait_rig(
-    image: bytes | Path, options: PortraitOptions | None = None
+    image: bytes | Path, options: PortraitOptions | None = None, name: str | None = None
 ) -> tuple[PortraitRig, list[str], FaceChoice]:
     """The textured rig of a picture, the warnings about it (several faces, a turned face) and
-    which face it is (index, count)."""
-    portrait = prepare_portrait(image, options)
+    which face it is (index, count). ``name``: the picture's name in messages."""
+    portrait = prepare_portrait(image, options, name)
     return rig_of(portrait), portrait.warnings, portrait.choice

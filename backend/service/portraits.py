@@ -60,6 +60,7 @@ class PortraitHost:
             engine=self._engine(),
             max_frames=self.config.max_frames_per_session,
             folder=self.jobs_dir,
+            image_name=params["name"],
         )
         self._fits(len(data), "video")
         return request.reply(body=summary, buffers=[data])
@@ -68,7 +69,7 @@ class PortraitHost:
         from ..portrait.rig import portrait_rig
 
         progress(0.0, "finding the face")
-        rig, warnings, choice = portrait_rig(params["image"], self._options(params))
+        rig, warnings, choice = portrait_rig(params["image"], self._options(params), params["name"])
         progress(0.8, "sending the rig")
         texture = encode_png(rig.texture)
         height, width = rig.texture.shape[:2]

@@ -142,7 +142,8 @@ def _optional_integer(body: dict, name: str, low: int, high: int, default: int |
 
 
 def portrait_options(body: dict, default_size: int) -> dict:
-    """The picture-side fields of a portrait or portrait_rig request (the pipeline's own checks,
+    """The picture-side fields of a portrait or portrait_rig request (``name``: the picture's file
+    name, for messages only; the pipeline's own checks,
     such as the size range, answer with its message; these only refuse the wrong kinds)."""
     fps = number(body, "fps", 25.0)
     if not 1.0 <= fps <= 120.0:
@@ -152,7 +153,13 @@ def portrait_options(body: dict, default_size: int) -> dict:
         raise ProtocolError(ErrorCode.BAD_REQUEST, "smoothing must be between 0 and 10")
     from ..portrait.pipeline import SIZES  # the pipeline's range, said once
 
+    name = body.get("name")
+    if name is not None and (not isinstance(name, str) or not 0 < len(name) <= 200):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "name must be the picture's file name (1 to 200 characters)")
+    if name is not None:  # only for messages ("the face in NAME is turned"): never opened
+        name = name.replace("\\", "/").rsplit("/", 1)[-1] or None
     return {
+        "name": name,
         "size": _optional_integer(body, "size", *SIZES, default_size),
         "fps": fps,
         "face": _optional_integer(body, "face", 1, 1000, None),
@@ -190,4 +197,4 @@ def portrait_rig_params(request: Message) -> dict:
     1024 by default) and ``face``."""
     image = _picture(request, 1, "the picture's file bytes")
     options = portrait_options(request.body, 1024)
-    return {"image": image, "size": options["size"], "face": options["face"]}
+    return {"image": image, "size": options["size"], "face": options["face"], "name": options["name"]}
