@@ -135,6 +135,10 @@ class STEADYTALK_PT_main(bpy.types.Panel):
         else:
             layout.operator("steadytalk.lipsync", icon="PLAY_SOUND")
             draw_strips(layout, context)
+            box = layout.box()
+            box.label(text="Talking Portrait (picture + the audio above)", icon="IMAGE_DATA")
+            box.prop(settings, "portrait_video")
+            box.operator("steadytalk.portrait_video", icon="SEQUENCE")
             if obj is not None and obj.get("steadytalk_avatar"):
                 box = layout.box()
                 box.label(text="Photoreal", icon="RENDER_ANIMATION")

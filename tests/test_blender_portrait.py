@@ -137,3 +137,28 @@ def test_bad_pictures_give_a_message_and_change_nothing(addon, tmp_path):
     level, text = build(addon, tmp_path / "ramp.png")
     assert level == "ERROR" and "No face was found" in text, text
     assert set(bpy.data.objects.keys()) == before and not bpy.data.collections
+
+
+@needs_images
+def test_portrait_video_lands_in_the_sequencer(addon, tmp_path):
+    scene = bpy.context.scene
+    settings = scene.steadytalk
+    settings.source, settings.audio_path = "FILE", str(DEMO_WAV)
+    with pytest.raises(RuntimeError, match="Save the .blend first"):  # "//" needs a saved file
+        bpy.ops.steadytalk.portrait_video(filepath=str(GRID), size=192)
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scene.blend"))
+    scene = bpy.context.scene
+    scene.frame_current = 7
+    for _ in range(2):  # a rerun replaces the file and its strips
+        assert bpy.ops.steadytalk.portrait_video(filepath=str(GRID), size=192) == {"FINISHED"}
+        addon.wait(300)
+        level, text = addon.last_message
+        assert level == "INFO" and "in the sequencer at frame 7" in text, text
+    video = tmp_path / "talking_portrait.mp4"
+    assert video.read_bytes()[4:8] == b"ftyp" and not list(tmp_path.glob("*.partial"))
+    lipsync = extension_module("lipsync")
+    movies = [s for s in lipsync.all_strips(scene.sequence_editor) if s.type == "MOVIE"]
+    assert len(movies) == 1 and movies[0].frame_final_start == 7
+    frames = int(text.split(" frames")[0].rsplit(" ", 1)[-1])
+    fps = lipsync.scene_fps(scene)  # the video is made at the scene's rate (24 in a new file)
+    assert movies[0].frame_final_duration == frames and abs(frames - 6.983 * fps) <= 1
