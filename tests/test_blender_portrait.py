@@ -162,3 +162,15 @@ def test_portrait_video_lands_in_the_sequencer(addon, tmp_path):
     frames = int(text.split(" frames")[0].rsplit(" ", 1)[-1])
     fps = lipsync.scene_fps(scene)  # the video is made at the scene's rate (24 in a new file)
     assert movies[0].frame_final_duration == frames and abs(frames - 6.983 * fps) <= 1
+
+
+@needs_images
+def test_one_undo_step_removes_the_portrait_rig(addon):
+    bpy.ops.ed.undo_push(message="before")
+    level, text = build(addon, GRID, size=256)
+    assert level == "INFO", text
+    assert bpy.data.collections and bpy.data.images
+    bpy.ops.ed.undo()
+    assert not bpy.data.collections and not [o for o in bpy.data.objects if o.get("steadytalk_portrait")]
+    bpy.ops.ed.redo()
+    assert [o.name for o in bpy.data.objects if o.get("steadytalk_portrait")] == ["grid_s1_frame_bbaf2n face"]

@@ -195,3 +195,22 @@ def test_the_servers_limits_hold(tmp_path, demo_wav):
     with serving(config) as srv, BackendClient(srv.endpoint, timeout=120, retries=0) as client:
         error = error_of(lambda: client.portrait_rig(GRID, size=2048))  # a 2048 texture: megabytes
         assert error.code == ErrorCode.TOO_LARGE and "smaller size" in error.message
+
+
+@needs_images
+def test_cancel_a_running_portrait(served, demo_wav):
+    client, jobs = served
+    seen = []
+
+    def progress(fraction: float, stage: str) -> None:
+        seen.append(stage)
+
+    error = error_of(
+        lambda: client.portrait(
+            GRID, demo_wav, size=512, progress=progress, cancelled=lambda: any("frame" in s for s in seen)
+        )
+    )
+    assert error.code == ErrorCode.CANCELLED, error.message
+    assert any("frame" in s for s in seen)
+    assert client.ping()["protocol"] == 1
+    assert list(jobs.iterdir()) == []  # the half video is gone
