@@ -102,6 +102,10 @@ def test_portrait_rig_builds_lipsyncs_and_renders_the_photo(addon, backend_proce
     frame = max(range(int(jaw.range()[0]), int(jaw.range()[1])), key=jaw.evaluate)
     scene.frame_set(frame)
     assert keys["jawOpen"].value > 0.2
+    mouth = bpy.data.objects["grid_s1_frame_bbaf2n mouth"]  # the face's child: driven with it
+    assert mouth.parent == face and mouth.data.shape_keys.key_blocks["jawOpen"].value == pytest.approx(
+        keys["jawOpen"].value
+    )
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     version = f"{bpy.app.version[0]}_{bpy.app.version[1]}"
     talking = render(scene, ARTEFACTS / f"portrait_rig_open_jaw_blender_{version}.png")
