@@ -158,8 +158,11 @@ def build_portrait_rig(scene: bpy.types.Scene, rig: PortraitRigData, name: str) 
     face.data.polygons.foreach_set("material_index", tongue)
     _card(collection, f"{name} card", rig.card, picture)
     camera = rig.camera
+    camera_name, number = f"{name} camera", 1
+    while camera_name in bpy.data.objects:  # contract_camera reuses an object of its name: a second rig gets its own
+        camera_name, number = f"{name} camera.{number:03d}", number + 1
     camera_obj = face_shape_pass.contract_camera(
-        scene, camera.location, camera.ortho_scale, camera.clip_start, camera.clip_end, name=f"{name} camera"
+        scene, camera.location, camera.ortho_scale, camera.clip_start, camera.clip_end, name=camera_name
     )
     for owner in list(camera_obj.users_collection):
         owner.objects.unlink(camera_obj)

@@ -178,3 +178,9 @@ def test_one_undo_step_removes_the_portrait_rig(addon):
     assert not bpy.data.collections and not [o for o in bpy.data.objects if o.get("steadytalk_portrait")]
     bpy.ops.ed.redo()
     assert [o.name for o in bpy.data.objects if o.get("steadytalk_portrait")] == ["grid_s1_frame_bbaf2n face"]
+    # A second rig of the same picture is a rig of its own, with its own camera.
+    level, text = build(addon, GRID, size=256)
+    assert level == "INFO", text
+    cameras = [[o.name for o in c.objects if o.type == "CAMERA"] for c in bpy.data.collections]
+    assert len(cameras) == 2 and all(len(names) == 1 for names in cameras) and cameras[0] != cameras[1]
+    assert bpy.context.scene.camera.name == cameras[1][0]
