@@ -42,8 +42,9 @@ TONGUE_COLOR = (0.30, 0.06, 0.06)
 MAX_PICTURE_BYTES = 128 * 1024 * 1024
 
 
-def picture_bytes(path: str) -> tuple[str, bytes]:
-    """The chosen picture's name and bytes; a clear message for a missing or unsuitable file."""
+def picture_file(path: str) -> Path:
+    """The chosen picture, checked on the main thread (a clear message for a missing or unsuitable
+    file); the worker reads its bytes, so a large file does not stall the UI."""
     if not path:
         raise UserFacingError("Choose a picture file (a photo or painting with a face).")
     file = Path(bpy.path.abspath(path))
@@ -54,7 +55,7 @@ def picture_bytes(path: str) -> tuple[str, bytes]:
         raise UserFacingError(f"{file.name} is empty (0 bytes). Choose a picture file.")
     if size > MAX_PICTURE_BYTES:
         raise UserFacingError(f"{file.name} is {size / 2**20:.0f} MB; use a picture under 128 MB.")
-    return file.stem, file.read_bytes()
+    return file
 
 
 def _image(name: str, rig: PortraitRigData) -> bpy.types.Image:
@@ -182,8 +183,8 @@ def build_portrait_rig(scene: bpy.types.Scene, rig: PortraitRigData, name: str) 
 
 def start_portrait_rig(context: bpy.types.Context, path: str, size: int, face: int, push_undo: bool) -> Job:
     """Check the picture, then fit it on the backend from a worker; built when it arrives."""
-    name, data = picture_bytes(path)
-    file_name = Path(bpy.path.abspath(path)).name
+    file = picture_file(path)
+    name = file.stem
     connection = preferences.connection(context)
     scene_name = context.scene.name
     chosen = face if face > 0 else None
@@ -192,9 +193,10 @@ def start_portrait_rig(context: bpy.types.Context, path: str, size: int, face: i
         backend_link.connect(connection, job)
         job.progress(0.05, "sending the picture")
         job.check_cancelled()
+        data = file.read_bytes()
         with connection.client() as client:
             return client.portrait_rig(
-                data, size=size, face=chosen, name=file_name, progress=job.progress, cancelled=job.is_cancel_requested
+                data, size=size, face=chosen, name=file.name, progress=job.progress, cancelled=job.is_cancel_requested
             )
 
     def on_done(job: Job) -> None:

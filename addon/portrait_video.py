@@ -12,7 +12,7 @@ import bpy
 
 from . import backend_link, lipsync, operators, preferences
 from .backend_link import Job, UserFacingError
-from .portrait import picture_bytes
+from .portrait import picture_file
 
 VIDEO_TAG = "steadytalk_portrait_video"  # on the strips: the mp4 they show
 
@@ -60,8 +60,7 @@ def add_video_strips(scene: bpy.types.Scene, path: Path, frame: int) -> list[str
 
 def start_portrait_video(context: bpy.types.Context, picture: str, size: int, face: int, push_undo: bool) -> Job:
     scene = context.scene
-    name, image = picture_bytes(picture)
-    file_name = Path(bpy.path.abspath(picture)).name
+    file = picture_file(picture)
     source = operators.audio_source(scene)
     transcript = operators.transcript_of(scene)
     out = output_path(scene)
@@ -76,7 +75,7 @@ def start_portrait_video(context: bpy.types.Context, picture: str, size: int, fa
         audio = source.data if source.data is not None else Path(source.path).read_bytes()
         with connection.client() as client:
             data, summary = client.portrait(
-                image, audio, transcript, size=size, fps=fps, face=face or None, name=file_name,
+                file.read_bytes(), audio, transcript, size=size, fps=fps, face=face or None, name=file.name,
                 progress=job.progress, cancelled=job.is_cancel_requested,
             )  # fmt: skip
         job.check_cancelled()
@@ -92,7 +91,7 @@ def start_portrait_video(context: bpy.types.Context, picture: str, size: int, fa
         extra = "".join(f"; {w}" for w in [*summary.get("warnings", []), *notes])
         backend_link.set_message(
             "INFO",
-            f"{out.name}: talking portrait of {name}, {summary['frames']} frames ({summary['duration']:.1f} s, "
+            f"{out.name}: talking portrait of {file.stem}, {summary['frames']} frames ({summary['duration']:.1f} s, "
             f"{summary['mode']}) in the sequencer at frame {source.start_frame}{extra}",
         )
         if push_undo:
