@@ -24,10 +24,9 @@ from ..errors import CancelledError, TooManyFramesError
 from .animate import AnimatorConfig, PortraitAnimator
 from .eyes import gaze_from_curves
 from .locate import FaceChoice, FittedFace, LocateConfig, check_fit, choose_face, find_faces, fit_face
-from .picture import Picture, PictureConfig, PortraitError, fit_to_video, read_picture
+from .picture import SIZES, Picture, PictureConfig, PortraitError, fit_to_video, read_picture
 
 Progress = Callable[[float, str], None]
-SIZES = (128, 4096)  # the video's longer side, pixels
 
 
 @dataclass(frozen=True)

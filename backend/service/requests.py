@@ -151,7 +151,7 @@ def portrait_options(body: dict, default_size: int) -> dict:
     smoothing = number(body, "smoothing", 1.0)
     if not 0.0 <= smoothing <= 10.0:
         raise ProtocolError(ErrorCode.BAD_REQUEST, "smoothing must be between 0 and 10")
-    from ..portrait.pipeline import SIZES  # the pipeline's range, said once
+    from ..portrait.picture import SIZES  # the pipeline's range, said once (a light import)
 
     name = body.get("name")
     if name is not None and (not isinstance(name, str) or not 0 < len(name) <= 200):
