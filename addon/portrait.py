@@ -35,8 +35,10 @@ from .operators import JobOperator
 from .rig import rig_from_arrays
 
 PORTRAIT_PROP = "steadytalk_portrait"  # on the face mesh: the picture's file name
-# mediapipe topology: mouth corners, inner lip middles, chin (the face model keeps its order).
-MOUTH_CORNERS, INNER_UPPER, INNER_LOWER, CHIN = (61, 291), 13, 14, 152
+# mediapipe topology (the face model keeps its order): the inner lips, corner to corner, as
+# backend/face/landmarks.py has them (the add-on does not import the backend).
+LIPS_INNER_UPPER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
+LIPS_INNER_LOWER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
 CAVITY_COLOR = (0.045, 0.012, 0.012)  # scene-linear: a dark, slightly red mouth inside
 TONGUE_COLOR = (0.30, 0.06, 0.06)
 MAX_PICTURE_BYTES = 128 * 1024 * 1024
@@ -110,28 +112,31 @@ def _card(collection: bpy.types.Collection, name: str, corners: np.ndarray, mate
 
 
 def _cavity(collection, name: str, face: bpy.types.Object, rig: PortraitRigData, material) -> bpy.types.Object:
-    """A dark strip in the face's own space, behind the lips: the face hides it except through
-    the mouth, so an opening jaw shows a mouth and not the card's closed lips. At rest its top
-    edge is at the picture's own lower lip, so a picture with an open mouth keeps its teeth
-    (the card shows them) and only what the opening jaw uncovers is dark; the top edge moves
-    with the upper lip and the bottom edge with the lower lip (shape keys of the same ARKit
-    names, so the lip-sync drives it with the face: it is the face's child)."""
+    """A dark band in the face's own space just behind the lower lip: the face hides it except
+    through the mouth, so an opening jaw shows a mouth and not the card's closed lips.
+
+    Its top edge lies along the picture's own inner lower lip at rest (nothing of it shows, and
+    a picture with an open mouth keeps its teeth: the card shows them) and moves with the upper
+    lip; its bottom edge, a little below and behind the lower lip (tapering to the corners),
+    moves with the lower lip, point by point, so it never reaches past the lips. The shape keys
+    have the face's ARKit names, so the lip-sync drives it with the face (it is the face's child)."""
+    upper, lower = np.array(LIPS_INNER_UPPER), np.array(LIPS_INNER_LOWER)
     vertices = rig.vertices
-    left, right = vertices[MOUTH_CORNERS[0]], vertices[MOUTH_CORNERS[1]]
-    width = abs(float(right[0] - left[0]))
-    x0, x1 = min(left[0], right[0]) + 0.05 * width, max(left[0], right[0]) - 0.05 * width
-    top = float(vertices[INNER_LOWER][1])
-    bottom = float(vertices[INNER_LOWER][1]) - 0.12 * width
-    depth = float(min(left[2], right[2])) - 0.04 * width  # behind the mouth corners: hidden at rest
-    corners = np.array([(x0, top, depth), (x1, top, depth), (x1, bottom, depth), (x0, bottom, depth)])
+    width = float(np.ptp(vertices[lower, 0]))
+    taper = np.sin(np.linspace(0.0, np.pi, len(lower)))  # 0 at the corners, 1 in the middle
+    top = vertices[lower] - np.array([0.0, 0.0, 0.03 * width])
+    bottom = top - np.outer(taper, [0.0, 0.12 * width, 0.02 * width])
+    corners = np.concatenate([top, bottom]).astype(np.float64)
+    n = len(lower)
+    quads = [(i, n + i, n + i + 1, i + 1) for i in range(n - 1)]  # +Z (out of the face) is their front
     mesh = bpy.data.meshes.new(name)
-    mesh.from_pydata(corners.tolist(), [], [(0, 3, 2, 1)])  # +Z (out of the face) is its front
+    mesh.from_pydata(corners.tolist(), [], quads)
     mesh.materials.append(material)
     obj = bpy.data.objects.new(name, mesh)
     collection.objects.link(obj)
     obj.parent = face  # follows the face's placement (and any head motion keyed on it)
     obj.shape_key_add(name="Basis", from_mix=False)
-    follows = np.array([INNER_UPPER, INNER_UPPER, INNER_LOWER, INNER_LOWER])
+    follows = np.concatenate([upper, lower])
     for channel, delta in zip(rig.shape_names, rig.deltas, strict=True):
         key = obj.shape_key_add(name=channel, from_mix=False)
         key.slider_min, key.slider_max, key.value = 0.0, 1.0, 0.0
