@@ -129,6 +129,12 @@ class STEADYTALK_PG_scene(bpy.types.PropertyGroup):
         default="//photoreal/",
         description="Folder of the photoreal frames (frame_NNNNNN.png); rendering again fills in only missing ones",
     )
+    portrait_video: StringProperty(
+        name="Video",
+        subtype="FILE_PATH",
+        default="//talking_portrait.mp4",
+        description="Where Talking Portrait Video writes the mp4 it puts in the sequencer (replaced by a rerun)",
+    )
     push_to_nla: BoolProperty(name="Push to NLA", description="Put the result in an NLA strip instead of the action")
     key_mode: EnumProperty(
         name="Keys",

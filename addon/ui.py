@@ -82,6 +82,7 @@ class STEADYTALK_PT_main(bpy.types.Panel):
         row = box.row(align=True)
         row.operator("steadytalk.add_face_rig", icon="ADD")
         row.operator("steadytalk.load_avatar", icon="USER")
+        box.operator("steadytalk.portrait_rig", icon="IMAGE_DATA")
         if obj is None:
             box.label(text="Select the face mesh or armature of a character", icon="INFO")
         else:
@@ -151,6 +152,10 @@ class STEADYTALK_PT_main(bpy.types.Panel):
         else:
             layout.operator("steadytalk.lipsync", icon="PLAY_SOUND")
             draw_strips(layout, context)
+            box = layout.box()
+            box.label(text="Talking Portrait (picture + the audio above)", icon="IMAGE_DATA")
+            box.prop(settings, "portrait_video")
+            box.operator("steadytalk.portrait_video", icon="SEQUENCE")
             if obj is not None and obj.get("steadytalk_avatar"):
                 box = layout.box()
                 box.label(text="Photoreal", icon="RENDER_ANIMATION")

@@ -322,6 +322,63 @@ class BackendClient:
         )
         return bytes(reply.buffers[0]), reply.body
 
+    def portrait(
+        self,
+        image: bytes | str | Path,
+        audio: bytes | str | Path,
+        transcript: str | None = None,
+        size: int = 512,
+        fps: float = 25.0,
+        face: int | None = None,
+        seed: int = 0,
+        name: str | None = None,
+        timeout: float | None = None,
+        progress: ProgressCallback | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> tuple[bytes, dict]:
+        """A picture and speech -> (mp4 bytes, summary): the talking portrait, made on the backend."""
+        body: dict = {"size": int(size), "fps": float(fps), "seed": int(seed)}
+        if face is not None:
+            body["face"] = int(face)
+        if transcript is not None:
+            body["transcript"] = transcript
+        buffers = [_file_bytes(image), _file_bytes(audio)]
+        body.update(_picture_name(image, name))
+        reply = self.request(
+            Message(wire.PORTRAIT, body=body, buffers=buffers), timeout=timeout, progress=progress, cancelled=cancelled
+        )
+        return bytes(reply.buffers[0]), reply.body
+
+    def portrait_rig(
+        self,
+        image: bytes | str | Path,
+        size: int = 1024,
+        face: int | None = None,
+        name: str | None = None,
+        timeout: float | None = None,
+        progress: ProgressCallback | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ):
+        """A picture -> ``portrait_rig.PortraitRigData``: the fitted, textured face rig."""
+        from .portrait_rig import rig_from_reply
+
+        body: dict = {"size": int(size)}
+        if face is not None:
+            body["face"] = int(face)
+        body.update(_picture_name(image, name))
+        message = Message(wire.PORTRAIT_RIG, body=body, buffers=[_file_bytes(image)])
+        return rig_from_reply(self.request(message, timeout=timeout, progress=progress, cancelled=cancelled))
+
+
+def _picture_name(image: bytes | str | Path, name: str | None) -> dict:
+    """The picture's file name for the backend's messages ("the face in NAME ..."); never a path."""
+    name = name or (None if isinstance(image, bytes) else Path(image).name)
+    return {"name": name} if name else {}
+
+
+def _file_bytes(source: bytes | str | Path) -> bytes:
+    return source if isinstance(source, bytes) else Path(source).read_bytes()
+
 
 def render_frames_message(
     session: str,

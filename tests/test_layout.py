@@ -21,7 +21,7 @@ ALLOWED = {
     "render": {"avatar", "face", "lipsync"},
     "portrait": {"avatar", "face", "lipsync"},
     "evaluation": {"render", "portrait", "avatar", "face", "lipsync"},
-    "service": {"render", "avatar", "face", "lipsync"},
+    "service": {"render", "portrait", "avatar", "face", "lipsync"},
     "cli": {"service", "evaluation", "render", "portrait", "avatar", "face", "lipsync"},
 }
 TOP_LEVEL_HELPERS = {"errors", "atomic", "device", "data", "__version__"}

@@ -1,11 +1,12 @@
-"""ZeroMQ backend: a ROUTER socket serving ping/status/cancel, lip-sync and photoreal renders.
+"""ZeroMQ backend: a ROUTER socket serving ping/status/cancel, lip-sync, photoreal renders and
+talking portraits.
 
 Only the main thread touches the ROUTER socket (ZeroMQ sockets are not thread-safe). Jobs run
-on worker threads fed by a ``FairQueue``; lip-sync jobs run further out, in a child process per
-worker thread (``lipsync_worker``), so a search stuck in native code or a job that balloons is
-killed instead of freezing the loop (round-robin across clients, so one client streaming
+on worker threads fed by a ``FairQueue`` (round-robin across clients, so one client streaming
 thousands of frames cannot starve another); workers put finished replies on a queue and wake
-the main loop through an inproc PUSH/PULL pair, so a long job never delays a ping. Malformed,
+the main loop through an inproc PUSH/PULL pair, so a long job never delays a ping. Lip-sync
+jobs run further out, in a child process per worker thread (``lipsync_worker``), so a search
+stuck in native code or a job that balloons is killed instead of freezing the loop. Malformed,
 oversized or wrong-version messages get an error reply and the server keeps serving.
 
 Safe to expose: loopback by default; any other address needs CURVE keys (``steadytalk keys``)
@@ -44,7 +45,8 @@ from ..lipsync.recognizer import WordRecognizerConfig
 from .avatars import AvatarHost
 from .fair_queue import FairQueue
 from .lipsync_worker import LipsyncProcess, WorkerLimits
-from .requests import lipsync_params, render_audio_params, render_open_params
+from .portraits import PortraitHost
+from .requests import lipsync_params, portrait_params, portrait_rig_params, render_audio_params, render_open_params
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ _ERROR_CODES = {
     "bad_transcript": ErrorCode.BAD_TRANSCRIPT,
     "cancelled": ErrorCode.CANCELLED,
     "too_many_frames": ErrorCode.TOO_MANY_FRAMES,
+    "bad_portrait": ErrorCode.BAD_PORTRAIT,
     "internal": ErrorCode.INTERNAL,
     "bad_setting": ErrorCode.INTERNAL,  # the backend's own model setting, not the request
 }
@@ -147,6 +150,7 @@ class LipsyncServer:
             self.jobs_dir.mkdir(parents=True, exist_ok=True)
 
         self.avatars = AvatarHost(self.config, self.jobs_dir, self._engine, self._is_cancelled)
+        self.portraits = PortraitHost(self.config, self.jobs_dir, self._engine, self._is_cancelled)
         self._info = {
             "server_version": __version__,
             "protocol": wire.PROTOCOL_VERSION,
@@ -263,6 +267,8 @@ class LipsyncServer:
             wire.RENDER_OPEN: self._submit(render_open_params, self.avatars.open_session),
             wire.RENDER_FRAMES: self._submit(self.avatars.frames_session, self.avatars.render_frames),
             wire.RENDER_AUDIO: self._submit(render_audio_params, self.avatars.render_audio),
+            wire.PORTRAIT: self._submit(portrait_params, self.portraits.portrait),
+            wire.PORTRAIT_RIG: self._submit(portrait_rig_params, self.portraits.rig),
         }.get(request.type)
         if handler is None:
             self._send(identity, request.error_reply(ErrorCode.UNKNOWN_TYPE, f"unknown message type {request.type!r}"))
