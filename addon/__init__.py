@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import bpy
 
-from . import backend_link, batch, operators, preferences, properties, rig_operators, ui
+from . import backend_link, batch, operators, portrait, portrait_video, preferences, properties, rig_operators, ui
 
-CLASSES = (*preferences.CLASSES, *operators.CLASSES, *rig_operators.CLASSES, *batch.CLASSES, *ui.CLASSES)
+CLASSES = (
+    *preferences.CLASSES,
+    *operators.CLASSES,
+    *portrait.CLASSES,
+    *portrait_video.CLASSES,
+    *rig_operators.CLASSES,
+    *batch.CLASSES,
+    *ui.CLASSES,
+)
 
 
 def register() -> None:

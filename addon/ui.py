@@ -29,6 +29,21 @@ def _names(names: list[str], limit: int = MAX_UNMATCHED_SHOWN) -> str:
     return ", ".join(names[:limit]) + more
 
 
+def draw_heard(layout: bpy.types.UILayout, text: str, width: int = 48) -> None:
+    """The words recognized in the last lip-sync, wrapped, with the button that makes them editable."""
+    column = layout.column(align=True)
+    column.label(text="Heard:", icon="OUTLINER_OB_SPEAKER")
+    line = ""
+    for word in text.split():
+        if len(line) + len(word) + 1 > width:
+            column.label(text=line)
+            line = ""
+        line = f"{line} {word}".strip()
+    if line:
+        column.label(text=line)
+    column.operator("steadytalk.use_as_transcript", icon="TEXT")
+
+
 def draw_character(layout: bpy.types.UILayout, context: bpy.types.Context, obj: bpy.types.Object) -> None:
     """What lip-sync will drive on the active object's character, and why."""
     selected = [o for o in context.selected_objects if o != obj]
@@ -67,6 +82,7 @@ class STEADYTALK_PT_main(bpy.types.Panel):
         row = box.row(align=True)
         row.operator("steadytalk.add_face_rig", icon="ADD")
         row.operator("steadytalk.load_avatar", icon="USER")
+        box.operator("steadytalk.portrait_rig", icon="IMAGE_DATA")
         if obj is None:
             box.label(text="Select the face mesh or armature of a character", icon="INFO")
         else:
@@ -104,6 +120,8 @@ class STEADYTALK_PT_main(bpy.types.Panel):
             box.prop(settings, "transcript", text="")
         elif settings.transcript_source == "TEXT":
             box.prop(settings, "transcript_text", text="")
+        if settings.recognized_text:
+            draw_heard(box, settings.recognized_text)
         row = box.row(align=True)
         row.prop(settings, "start")
         if settings.start == "CUSTOM":
@@ -154,6 +172,10 @@ class STEADYTALK_PT_main(bpy.types.Panel):
         else:
             layout.operator("steadytalk.lipsync", icon="PLAY_SOUND")
             draw_strips(layout, context)
+            box = layout.box()
+            box.label(text="Talking Portrait (picture + the audio above)", icon="IMAGE_DATA")
+            box.prop(settings, "portrait_video")
+            box.operator("steadytalk.portrait_video", icon="SEQUENCE")
             if obj is not None and obj.get("steadytalk_avatar"):
                 box = layout.box()
                 box.label(text="Photoreal", icon="RENDER_ANIMATION")

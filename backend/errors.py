@@ -32,3 +32,9 @@ class TranscriptError(SteadyTalkError):
 
 class CancelledError(SteadyTalkError):
     code = "cancelled"
+
+
+class TooManyFramesError(SteadyTalkError):
+    """More frames than a server allows in one request (its ``--max-frames``/session limits)."""
+
+    code = "too_many_frames"

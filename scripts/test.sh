@@ -14,6 +14,7 @@ if [ $# -eq 0 ]; then
         echo "== Blender tests with $("$venv/bin/python" -c 'import bpy; print("bpy", bpy.app.version_string)' 2>/dev/null)"
         STEADYTALK_BACKEND_PYTHON="$PWD/.venv/bin/python" "$venv/bin/python" -m pytest -q -p no:cacheprovider \
             tests/test_blender_addon.py tests/test_blender_rig.py tests/test_blender_extension.py \
-            tests/test_blender_character.py tests/test_blender_interchange.py tests/test_blender_batch.py
+            tests/test_blender_character.py tests/test_blender_interchange.py tests/test_blender_batch.py \
+            tests/test_blender_portrait.py
     done
 fi

@@ -209,14 +209,17 @@ class BackendClient:
         cancelled: Callable[[], bool] | None = None,
         avatar: str | None = None,
         face: dict | None = None,
+        recognizer: str = "words",
     ) -> LipsyncResult:
         """Lip-sync audio on the backend. ``audio`` is the file's bytes or a local path whose
-        bytes are sent (the backend never reads client paths). With ``avatar`` (a name the
+        bytes are sent (the backend never reads client paths). Without a transcript,
+        ``recognizer`` "words" (the default) recognizes the words and aligns them, "phones"
+        recognizes phones only. With ``avatar`` (a name the
         backend knows), in that person's manner: their audio-to-expression model and smoother.
         ``face``: the whole-face options (``protocol.LIPSYNC_FACE_FIELDS``), e.g.
         ``{"blink_rate": 0, "head_motion": 0.5, "seed": 3}``."""
         data = audio if isinstance(audio, bytes) else Path(audio).read_bytes()
-        body: dict = {"fps": float(fps), "smoothing": float(smoothing)}
+        body: dict = {"fps": float(fps), "smoothing": float(smoothing), "recognizer": recognizer}
         unknown = set(face or {}) - set(wire.LIPSYNC_FACE_FIELDS)
         if unknown:
             raise ValueError(f"unknown whole-face options: {', '.join(sorted(unknown))}")
@@ -327,6 +330,63 @@ class BackendClient:
         )
         return bytes(reply.buffers[0]), reply.body
 
+    def portrait(
+        self,
+        image: bytes | str | Path,
+        audio: bytes | str | Path,
+        transcript: str | None = None,
+        size: int = 512,
+        fps: float = 25.0,
+        face: int | None = None,
+        seed: int = 0,
+        name: str | None = None,
+        timeout: float | None = None,
+        progress: ProgressCallback | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> tuple[bytes, dict]:
+        """A picture and speech -> (mp4 bytes, summary): the talking portrait, made on the backend."""
+        body: dict = {"size": int(size), "fps": float(fps), "seed": int(seed)}
+        if face is not None:
+            body["face"] = int(face)
+        if transcript is not None:
+            body["transcript"] = transcript
+        buffers = [_file_bytes(image), _file_bytes(audio)]
+        body.update(_picture_name(image, name))
+        reply = self.request(
+            Message(wire.PORTRAIT, body=body, buffers=buffers), timeout=timeout, progress=progress, cancelled=cancelled
+        )
+        return bytes(reply.buffers[0]), reply.body
+
+    def portrait_rig(
+        self,
+        image: bytes | str | Path,
+        size: int = 1024,
+        face: int | None = None,
+        name: str | None = None,
+        timeout: float | None = None,
+        progress: ProgressCallback | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ):
+        """A picture -> ``portrait_rig.PortraitRigData``: the fitted, textured face rig."""
+        from .portrait_rig import rig_from_reply
+
+        body: dict = {"size": int(size)}
+        if face is not None:
+            body["face"] = int(face)
+        body.update(_picture_name(image, name))
+        message = Message(wire.PORTRAIT_RIG, body=body, buffers=[_file_bytes(image)])
+        return rig_from_reply(self.request(message, timeout=timeout, progress=progress, cancelled=cancelled))
+
+
+def _picture_name(image: bytes | str | Path, name: str | None) -> dict:
+    """The picture's file name for the backend's messages ("the face in NAME ..."); never a path."""
+    name = name or (None if isinstance(image, bytes) else Path(image).name)
+    return {"name": name} if name else {}
+
+
+def _file_bytes(source: bytes | str | Path) -> bytes:
+    return source if isinstance(source, bytes) else Path(source).read_bytes()
+
 
 def render_frames_message(
     session: str,
@@ -378,4 +438,6 @@ def result_from_reply(reply: Message) -> LipsyncResult:
         head=head,
         head_raw=head_raw,
         seed=body.get("seed"),
+        transcript_text=(body.get("transcript") or {}).get("text", ""),
+        transcript_source=(body.get("transcript") or {}).get("source", ""),
     )

@@ -45,7 +45,11 @@ def write_png(path: str | Path, rgb: np.ndarray) -> None:
 
 def read_png(path: str | Path) -> np.ndarray:
     """Reads what ``write_png`` writes (8-bit RGB, filter 0), for checks and resumes."""
-    data = Path(path).read_bytes()
+    return decode_png(Path(path).read_bytes(), str(path))
+
+
+def decode_png(data: bytes, path: str = "the data") -> np.ndarray:
+    """What ``encode_png`` makes -> (H, W, 3) uint8."""
     if not data.startswith(_SIGNATURE):
         raise ValueError(f"{path} is not a PNG")
     pos, idat, size = 8, b"", None

@@ -40,6 +40,31 @@ CANCEL = "cancel"
 RENDER_OPEN = "render_open"  # audio for a pass -> a session
 RENDER_FRAMES = "render_frames"  # shape passes of a run of frames (+ context) -> photoreal frames
 RENDER_AUDIO = "render_audio"  # audio -> an mp4, rendered whole on the backend
+# Talking portraits from one picture, no training (bodies below, under PORTRAIT_RIG_BUFFERS).
+PORTRAIT = "portrait"  # picture + audio -> an mp4
+PORTRAIT_RIG = "portrait_rig"  # picture -> the textured face rig (mesh, shape keys, texture, card, camera)
+
+# ``portrait`` request: buffers [picture file bytes (PNG, JPEG, WebP, TIFF, BMP, GIF), audio file
+# bytes]; body ``transcript`` (optional), ``fps`` (25), ``size`` (the video's longer side, 512,
+# 128..4096), ``face`` (1 = leftmost; absent: the largest), ``seed`` (0), ``smoothing`` (1.0).
+# Progress replies, then ``ok`` with buffers [mp4 bytes (H.264 + AAC)] and body ``frames``,
+# ``fps``, ``duration``, ``size`` [w, h], ``face``, ``faces``, ``mode``, ``seed``, ``warnings``.
+#
+# ``portrait_rig`` request: buffers [picture file bytes]; body ``size`` (the texture's longer
+# side, 1024) and ``face``. Reply body: ``shape_names`` (the schema's ARKit names, the order of
+# the deltas), ``width``/``height`` (the texture, = the contract space's image), ``camera``
+# (``location``, ``ortho_scale``, ``clip_start``, ``clip_end``: render_contract's orthographic
+# camera, rotation identity), ``face``, ``faces``, ``warnings``, ``buffers`` (the names below);
+# buffers, in this order:
+PORTRAIT_RIG_BUFFERS = (
+    "vertices",  # (V, 3) <f4, the person's neutral face, model metres (Y up, Z out of the face)
+    "triangles",  # (F, 3) <i4, counter-clockwise seen from outside
+    "uvs",  # (V, 2) <f4, texture coordinates (u right, v up)
+    "deltas",  # (S, V, 3) <f4, shape key offsets at weight 1, in ``shape_names`` order
+    "matrix",  # (4, 4) <f8, model metres -> contract space (the object's matrix_world)
+    "card",  # (4, 3) <f4, contract-space corners of the background card (TL, TR, BR, BL), behind the head
+    "texture",  # bytes: PNG, 8-bit RGB, width x height: the picture (the card and the face use it)
+)
 
 # Statuses
 REQUEST = "request"
@@ -63,6 +88,7 @@ class ErrorCode:
     UNKNOWN_AVATAR = "unknown_avatar"
     UNKNOWN_SESSION = "unknown_session"  # expired or lost with a backend restart: open it again
     TOO_MANY_FRAMES = "too_many_frames"
+    BAD_PORTRAIT = "bad_portrait"  # not a picture, no face, a face too small, no face N
     INTERNAL = "internal"
 
 

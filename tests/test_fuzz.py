@@ -13,7 +13,10 @@ from hypothesis import strategies as st
 from steadytalk_shared import protocol as wire
 from steadytalk_shared.protocol import ProtocolError
 
-TYPES = [wire.PING, wire.STATUS, wire.CANCEL, wire.RENDER_OPEN, wire.RENDER_FRAMES, wire.RENDER_AUDIO, "nope", ""]
+TYPES = [
+    wire.PING, wire.STATUS, wire.CANCEL, wire.RENDER_OPEN, wire.RENDER_FRAMES, wire.RENDER_AUDIO, wire.PORTRAIT,
+    wire.PORTRAIT_RIG, "nope", "",
+]  # fmt: skip
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=True), st.text(max_size=20),
@@ -34,7 +37,7 @@ descriptor = st.one_of(
 bodies = st.one_of(
     st.dictionaries(
         st.sampled_from(["avatar", "frames", "fps", "session", "first", "count", "context_before", "references",
-                         "target", "transcript", "smoothing"]),
+                         "target", "transcript", "smoothing", "size", "face", "seed", "name"]),
         values, max_size=8,
     ),
     values,

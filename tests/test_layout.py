@@ -22,7 +22,7 @@ ALLOWED = {
     "render": {"avatar", "face", "lipsync", "performance"},
     "portrait": {"avatar", "face", "lipsync", "performance"},
     "evaluation": {"render", "portrait", "avatar", "face", "lipsync", "performance"},
-    "service": {"render", "avatar", "face", "lipsync", "performance"},
+    "service": {"render", "portrait", "avatar", "face", "lipsync", "performance"},
     "cli": {"service", "evaluation", "render", "portrait", "avatar", "face", "lipsync", "performance"},
 }
 TOP_LEVEL_HELPERS = {"errors", "atomic", "device", "data", "__version__"}

@@ -16,6 +16,7 @@ from ..atomic import atomic_output
 from .common import (
     ProgressBar,
     add_face_options,
+    add_recognizer_options,
     add_transcript_options,
     check_outputs,
     face_options,
@@ -31,7 +32,8 @@ DEMO_TRANSCRIPT = "demo_speech.txt"
 def register(sub: argparse._SubParsersAction) -> None:
     lipsync = sub.add_parser("lipsync", help="audio -> smoothed ARKit mouth curves (JSON, CSV)")
     lipsync.add_argument("audio", type=Path, help="speech: WAV, FLAC, MP3, OGG, M4A/AAC or a video's soundtrack")
-    add_transcript_options(lipsync, "the words spoken (forced alignment: much more accurate)")
+    add_transcript_options(lipsync, "the words spoken (forced alignment to exactly these words)")
+    add_recognizer_options(lipsync)
     lipsync.add_argument("--fps", type=positive_fps, default=25.0, help="frame rate of the curves (29.97 works)")
     lipsync.add_argument(
         "--smoothing", type=smoothing_strength, default=1.0, help="adaptive smoothing strength: 0 off, 1 default"
@@ -63,10 +65,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def summary(result, elapsed: float) -> str:
     aperture = lip_aperture(result.smoothed)
     speech = [p for p in result.phones if p.phone != "SIL"]
+    heard = [f'  heard        "{result.transcript_text}"'] if result.transcript_source == "recognized" else []
     active = [CHANNELS[i] for i in np.argsort(-result.smoothed.max(axis=0))[:5] if result.smoothed[:, i].max() > 0.05]
     return "\n".join(
         [
             f"  audio        {result.duration:.2f} s, {result.mode} ({len(speech)} phones)",
+            *heard,
             f"  frames       {result.num_frames} at {result.fps:g} fps, {len(result.channels)} channels",
             f"  smoothing    strength {result.smoothing_strength:g}, kernel sigma {result.sigma.min():.2f}"
             f"-{result.sigma.max():.2f} frames (median {np.median(result.sigma):.2f})",
@@ -109,27 +113,31 @@ def write_outputs(result, out: Path, csv_path: Path | None, live_link: Path | No
 def cmd_lipsync(args: argparse.Namespace) -> int:
     from ..lipsync.audio import AudioConfig
     from ..lipsync.engine import EngineConfig, LipsyncEngine
+    from ..lipsync.recognizer import WordRecognizerConfig
 
     check_outputs(args.out, args.csv, args.live_link_csv)
     transcript = read_transcript(args)
     face = face_options(args)
-    config = (
-        EngineConfig() if args.max_duration is None else EngineConfig(audio=AudioConfig(max_seconds=args.max_duration))
-    )
+    audio = AudioConfig() if args.max_duration is None else AudioConfig(max_seconds=args.max_duration)
+    engine = LipsyncEngine(EngineConfig(audio=audio, words=WordRecognizerConfig(model=args.asr_model)))
     bar = ProgressBar(enabled=not args.quiet and sys.stderr.isatty())
+    # Loading the recognizer is reported apart: a server loads it once, not per request.
+    loading = engine.load() if transcript is None and args.recognizer == "words" else 0.0
     started = time.perf_counter()
     try:
-        result = LipsyncEngine(config).run(
+        result = engine.run(
             args.audio,
             transcript,
             fps=args.fps,
             strength=args.smoothing,
             progress=bar,
+            recognizer=args.recognizer,
             whole_face=not args.mouth_only,
             face=face,
         )
     finally:
         bar.close()
+        engine.close()
     elapsed = time.perf_counter() - started
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -137,6 +145,8 @@ def cmd_lipsync(args: argparse.Namespace) -> int:
     written = [str(p) for p in (args.out, args.csv, args.live_link_csv) if p is not None]
     print(f"wrote {', '.join(written)}")
     print(summary(result, elapsed))
+    if loading:
+        print(f"               (+ {loading:.2f} s loading the word recognizer)")
     return 0
 
 
@@ -149,6 +159,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         transcript = (data / DEMO_TRANSCRIPT).read_text(encoding="utf-8").strip()
         print(f'Lip-sync of the bundled clip {DEMO_AUDIO}: "{transcript}"')
         engine = LipsyncEngine()
+        print(f"(word recognizer loaded in {engine.load():.2f} s, once per process)")
         for label, text in (("with_transcript", transcript), ("without_transcript", None)):
             started = time.perf_counter()
             result = engine.run(audio, text, fps=30.0)
@@ -157,6 +168,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             write_outputs(result, out, out.with_suffix(".csv"))
             print(f"\nwrote {out} and {out.with_suffix('.csv')}")
             print(summary(result, elapsed))
+        engine.close()
     return 0
 
 

@@ -16,6 +16,9 @@ import numpy as np
 from ..errors import SteadyTalkError
 
 FORMATS = "PNG, JPEG, WebP, TIFF, BMP or GIF"
+# The video's (or a rig texture's) longer side, pixels. Here, in the lightest module of the
+# room, so a server checks requests against it without importing the pipeline.
+SIZES = (128, 4096)
 
 
 class PortraitError(SteadyTalkError):

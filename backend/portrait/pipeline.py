@@ -20,14 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CancelledError
+from ..errors import CancelledError, TooManyFramesError
 from .animate import AnimatorConfig, PortraitAnimator
 from .eyes import gaze_from_curves
 from .locate import FaceChoice, FittedFace, LocateConfig, check_fit, choose_face, find_faces, fit_face
-from .picture import Picture, PictureConfig, PortraitError, fit_to_video, read_picture
+from .picture import SIZES, Picture, PictureConfig, PortraitError, fit_to_video, read_picture
 
 Progress = Callable[[float, str], None]
-SIZES = (128, 4096)  # the video's longer side, pixels
 
 
 @dataclass(frozen=True)
@@ -109,15 +108,18 @@ def perform(
     options: PortraitOptions,
     progress: Progress | None = None,
     cancelled: Callable[[], bool] | None = None,
+    engine=None,
 ) -> Performance:
-    """Audio -> the curves of the whole face (today: the lip-sync engine's; the eyes at rest)."""
+    """Audio -> the curves of the whole face (today: the lip-sync engine's; the eyes at rest).
+    ``engine``: a ``LipsyncEngine`` whose audio limits apply (a server's); default one per thread."""
     from ..lipsync.audio import load_audio
 
     report = progress or (lambda fraction, stage: None)
-    result = _engine().run(
+    engine = engine or _engine()
+    result = engine.run(
         audio, transcript, fps=options.fps, strength=options.smoothing, progress=report, cancelled=cancelled
     )
-    samples = load_audio(audio)
+    samples = load_audio(audio, engine.config.audio)
     curves = np.asarray(result.smoothed, dtype=np.float32)
     return Performance(curves, None, gaze_from_curves(curves), samples, options.fps, result.mode, list(result.warnings))
 
@@ -139,17 +141,25 @@ def render_portrait(
     progress: Progress | None = None,
     cancelled: Callable[[], bool] | None = None,
     image_name: str | None = None,
+    engine=None,
+    max_frames: int | None = None,
 ) -> dict:
     """Picture + audio -> ``out`` (mp4: H.264 4:2:0 and AAC, the audio's duration within a
     frame). Written to ``out.partial`` and renamed when done: a failed or cancelled render
-    leaves nothing under the final name, and a bad input leaves no file at all."""
+    leaves nothing under the final name, and a bad input leaves no file at all.
+    ``engine`` and ``max_frames``: a server's lip-sync engine (its audio limits) and frame cap."""
     from ..avatar.video import VideoWriter
 
     options = options or PortraitOptions()
     report = progress or (lambda fraction, stage: None)
     report(0.0, "finding the face")
     portrait = prepare_portrait(image, options, image_name)
-    performance = perform(audio, transcript, options, lambda f, s: report(0.02 + 0.13 * f, s), cancelled)
+    performance = perform(audio, transcript, options, lambda f, s: report(0.02 + 0.13 * f, s), cancelled, engine)
+    if max_frames is not None and performance.num_frames > max_frames:
+        raise TooManyFramesError(
+            f"The audio asks for {performance.num_frames} frames at {options.fps:g} fps; the limit is {max_frames}.",
+            "Split the audio into shorter parts.",
+        )
     animator = portrait.animator(options.animator)
     height, width = portrait.video.shape[:2]
     total = performance.num_frames
@@ -183,12 +193,19 @@ def render_portrait_bytes(
     options: PortraitOptions | None = None,
     progress: Progress | None = None,
     cancelled: Callable[[], bool] | None = None,
+    engine=None,
+    max_frames: int | None = None,
+    folder: Path | None = None,
+    image_name: str | None = None,
 ) -> tuple[bytes, dict]:
     """``render_portrait`` for a server: the picture and audio as bytes, the mp4 as bytes and
-    the summary (no paths of the client's are read or written)."""
-    with tempfile.TemporaryDirectory(prefix="steadytalk-portrait-") as folder:
-        out = Path(folder) / "portrait.mp4"
-        summary = render_portrait(image, audio, out, transcript, options, progress, cancelled)
+    the summary (no paths of the client's are read or written; the video is made in a fresh
+    temporary folder inside ``folder``, a server's jobs folder, and removed)."""
+    with tempfile.TemporaryDirectory(prefix="steadytalk-portrait-", dir=folder) as work:
+        out = Path(work) / "portrait.mp4"
+        summary = render_portrait(
+            image, audio, out, transcript, options, progress, cancelled, image_name, engine, max_frames
+        )
         data = out.read_bytes()
     summary.pop("out")
     return data, summary

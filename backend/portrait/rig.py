@@ -14,6 +14,7 @@ import numpy as np
 
 from steadytalk_shared import render_contract as rc
 
+from .locate import FaceChoice
 from .pipeline import Portrait, PortraitOptions, prepare_portrait
 
 
@@ -56,7 +57,10 @@ def rig_of(portrait: Portrait) -> PortraitRig:
     )
 
 
-def portrait_rig(image: bytes | Path, options: PortraitOptions | None = None) -> tuple[PortraitRig, list[str]]:
-    """The textured rig of a picture, and the warnings about it (several faces, a turned face)."""
-    portrait = prepare_portrait(image, options)
-    return rig_of(portrait), portrait.warnings
+def portrait_rig(
+    image: bytes | Path, options: PortraitOptions | None = None, name: str | None = None
+) -> tuple[PortraitRig, list[str], FaceChoice]:
+    """The textured rig of a picture, the warnings about it (several faces, a turned face) and
+    which face it is (index, count). ``name``: the picture's name in messages."""
+    portrait = prepare_portrait(image, options, name)
+    return rig_of(portrait), portrait.warnings, portrait.choice

@@ -1,5 +1,6 @@
-"""Serving: the ZeroMQ backend (socket loop, request checks, render sessions), CURVE keys and
-batch renders (local or on Ray).
+"""Serving: the ZeroMQ backend (socket loop, request checks, render sessions, talking
+portraits), CURVE keys and batch renders (local or on Ray).
 
-On top: may import every room below it (``render``, ``avatar``, ``face``, ``lipsync``); not ``cli``.
+On top: may import every room below it (``render``, ``portrait``, ``avatar``, ``face``,
+``lipsync``); not ``cli`` or ``evaluation``.
 """

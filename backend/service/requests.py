@@ -43,6 +43,9 @@ def lipsync_params(request: Message) -> dict:
     avatar = body.get("avatar")
     if avatar is not None and not isinstance(avatar, str):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "avatar must be a name or absent")
+    recognizer = body.get("recognizer", "words")
+    if recognizer not in ("words", "phones"):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "recognizer must be 'words' or 'phones'")
     return {
         "audio": audio,
         "transcript": transcript,
@@ -51,6 +54,7 @@ def lipsync_params(request: Message) -> dict:
         "avatar": avatar,
         "whole_face": body.get("whole_face", True) is not False,
         "face": face_options(body),
+        "recognizer": recognizer,
     }
 
 
@@ -163,3 +167,66 @@ def render_audio_params(request: Message) -> dict:
         "transcript": transcript,
         "smoothing": number(body, "smoothing", 1.0),
     }
+
+
+def _optional_integer(body: dict, name: str, low: int, high: int, default: int | None) -> int | None:
+    return default if body.get(name) is None else integer(body, name, low, high)
+
+
+def portrait_options(body: dict, default_size: int) -> dict:
+    """The picture-side fields of a portrait or portrait_rig request (``name``: the picture's file
+    name, for messages only; the pipeline's own checks,
+    such as the size range, answer with its message; these only refuse the wrong kinds)."""
+    fps = number(body, "fps", 25.0)
+    if not 1.0 <= fps <= 120.0:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "fps must be between 1 and 120")
+    smoothing = number(body, "smoothing", 1.0)
+    if not 0.0 <= smoothing <= 10.0:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "smoothing must be between 0 and 10")
+    from ..portrait.picture import SIZES  # the pipeline's range, said once (a light import)
+
+    name = body.get("name")
+    if name is not None and (not isinstance(name, str) or not 0 < len(name) <= 200):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "name must be the picture's file name (1 to 200 characters)")
+    if name is not None:  # only for messages ("the face in NAME is turned"): never opened
+        name = name.replace("\\", "/").rsplit("/", 1)[-1] or None
+    return {
+        "name": name,
+        "size": _optional_integer(body, "size", *SIZES, default_size),
+        "fps": fps,
+        "face": _optional_integer(body, "face", 1, 1000, None),
+        "seed": _optional_integer(body, "seed", -(2**31), 2**31 - 1, 0),
+        "smoothing": smoothing,
+    }
+
+
+def _picture(request: Message, count: int, what: str) -> bytes:
+    buffers = request.buffers
+    if len(buffers) != count or not all(isinstance(b, bytes) for b in buffers):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{request.type} needs exactly {count} buffer(s): {what}")
+    if not buffers[0]:
+        raise ProtocolError(ErrorCode.BAD_PORTRAIT, "the picture is empty (0 bytes); send the image file's bytes")
+    return buffers[0]
+
+
+def portrait_params(request: Message) -> dict:
+    """``portrait``: buffers [picture file bytes, audio file bytes]; body as ``portrait_options``
+    plus ``transcript``."""
+    image = _picture(request, 2, "the picture's file bytes, then the audio file's bytes")
+    transcript = request.body.get("transcript")
+    if transcript is not None and not isinstance(transcript, str):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "transcript must be a string or absent")
+    return {
+        "image": image,
+        "audio": request.buffers[1],
+        "transcript": transcript,
+        **portrait_options(request.body, 512),
+    }
+
+
+def portrait_rig_params(request: Message) -> dict:
+    """``portrait_rig``: buffers [picture file bytes]; body ``size`` (the texture's longer side,
+    1024 by default) and ``face``."""
+    image = _picture(request, 1, "the picture's file bytes")
+    options = portrait_options(request.body, 1024)
+    return {"image": image, "size": options["size"], "face": options["face"], "name": options["name"]}
