@@ -77,6 +77,7 @@ def start_batch(context: bpy.types.Context, push_undo: bool) -> Job:
     keys = operators.key_settings(scene)
     fps = lipsync.scene_fps(scene)
     strength = scene.steadytalk.smoothing_strength
+    face = operators.face_request(scene)
     work_list: list[StripJob] = []
     failures: list[str] = []
     for strip in strips:
@@ -124,6 +125,7 @@ def start_batch(context: bpy.types.Context, push_undo: bool) -> Job:
                         smoothing=strength,
                         progress=progress,
                         cancelled=job.is_cancel_requested,
+                        face=face,
                     )
                 except BackendUnavailable:
                     raise  # the backend is gone: every other strip would wait for it too

@@ -25,9 +25,9 @@ import numpy as np
 
 from ..shared import mapping
 from ..shared.curves import LipsyncResult
-from ..shared.schema import CHANNELS
+from ..shared.schema import CHANNELS, SCHEMA_VERSION
 from ..shared.smoothing import default_smoother
-from . import character, keying, results
+from . import character, head, keying, results
 from .backend_link import UserFacingError
 from .results import NLA_TRACK, SOUND_TAG, cached_raw  # noqa: F401  (the add-on's names for them)
 
@@ -50,6 +50,7 @@ class ApplySettings:
     hold: int = 0  # > 0: stepped keys (Constant), each shape held at least this many frames
     extend_range: bool = True  # make the scene's end frame cover the result
     batch: bool = False  # one of several results per character (Lip-sync All Sound Strips)
+    face_off: tuple[str, ...] = ()  # parts not keyed: "blinks", "gaze", "brows", "head"
 
 
 # Blender 4.4 renamed the sequencer's ``sequences``/``sequences_all`` to ``strips``/``strips_all``.
@@ -117,9 +118,24 @@ def mouth_index_target(obj: bpy.types.Object) -> str:
     return path
 
 
-def build_channels(plan: character.RigPlan, smoothed: np.ndarray, meta: dict) -> list[keying.Channel]:
-    """The result's channels: the shape keys of every member, then a 2D mouth index."""
+# The sources of each part of the face the user may turn off.
+FACE_PARTS = {
+    "blinks": ("eyeBlinkLeft", "eyeBlinkRight"),
+    "gaze": tuple(n for n in CHANNELS if n.startswith("eyeLook")),
+    "brows": tuple(n for n in CHANNELS if n.startswith("brow")),
+}
+
+
+def build_channels(
+    plan: character.RigPlan, smoothed: np.ndarray, meta: dict, head_track: np.ndarray | None = None
+) -> list[keying.Channel]:
+    """The result's channels: the shape keys of every member, a 2D mouth index, then the head.
+    Parts of the face the user turned off (``meta["face_off"]``) are left out: not keyed."""
     sources = mapping.source_curves(plan.preset, smoothed)
+    off = set(filter(None, str(meta.get("face_off", "")).split(",")))
+    for part in off & set(FACE_PARTS):
+        for name in FACE_PARTS[part]:
+            sources.pop(name, None)
     hold = int(meta.get("hold", 0))
     if hold > 0:
         sources = mapping.stepped_curves(plan.preset, sources, hold)
@@ -134,6 +150,10 @@ def build_channels(plan: character.RigPlan, smoothed: np.ndarray, meta: dict) ->
         channels.append(keying.Channel(holder, mouth_index_target(holder), mouth_indices(holder, smoothed, hold)))
     if not channels and flat:  # silence: keep one channel so the result (and its slider) exists
         channels.append(flat[0])
+    if head_track is not None and "head" not in off and np.abs(head_track).max(initial=0.0) > 0:
+        target, _ = head.find_target(bpy.data.objects.get(plan.anchor))
+        if target is not None:
+            channels += head.head_channels(target, head_track)
     return channels
 
 
@@ -171,11 +191,13 @@ def _make_editable(owner: bpy.types.ID) -> None:
 def _all_owners(plan: character.RigPlan) -> list[bpy.types.ID]:
     owners = [m.data.shape_keys for m in _objects(plan.members) if m.data.shape_keys is not None]
     holder = bpy.data.objects.get(plan.anchor)
-    return [*owners, holder] if holder is not None else owners
+    target, _ = head.find_target(holder)
+    extra = [o for o in (holder, target.owner if target else None) if o is not None]
+    return [*owners, *{o.name: o for o in extra}.values()]
 
 
 def write_result(
-    plan: character.RigPlan, raw: np.ndarray, smoothed: np.ndarray, meta: dict
+    plan: character.RigPlan, raw: np.ndarray, smoothed: np.ndarray, meta: dict, head_track: np.ndarray | None = None
 ) -> tuple[dict[bpy.types.ID, bpy.types.Action], set[str]]:
     """Replace the character's earlier results with keys of ``smoothed`` (T, CHANNELS).
 
@@ -183,7 +205,7 @@ def write_result(
     for mesh in _objects(plan.members):
         if any(t.object_name == mesh.name for t in plan.targets):
             _make_editable(mesh.data.shape_keys)
-    channels = build_channels(plan, smoothed, meta)
+    channels = build_channels(plan, smoothed, meta, head_track)
     replaced = [
         p
         for p in results.placements(_all_owners(plan))
@@ -204,7 +226,7 @@ def write_result(
     kind = meta.get("keys") or ("DENSE" if tolerance <= 0 else "REDUCED")  # results of 0.1.0 have no "keys"
     style = keying.KeyStyle(kind, tolerance)
     actions = keying.key_channels(meta["result"], channels, meta["start_frame"], style)
-    results.store(actions.values(), meta, raw)
+    results.store(actions.values(), meta, raw, head_track)
     if meta.get("nla"):
         results.place_in_nla(actions, int(meta["start_frame"]))
     for mesh in _objects(plan.members):
@@ -236,6 +258,7 @@ def apply_result(
         kind = "DENSE" if settings.tolerance is None else "REDUCED"
     meta = {
         "id": uuid.uuid4().hex,
+        "schema_version": SCHEMA_VERSION,  # the width of the cached raw curves
         "result": f"SteadyTalk {settings.audio_name}",
         "fps": float(result.fps),
         "frames": int(result.num_frames),
@@ -249,11 +272,15 @@ def apply_result(
         "mode": result.mode,
         "active": obj.name,
         "selected": "\n".join(settings.selected),
+        "face_off": ",".join(settings.face_off),  # (ID properties hold no lists of strings)
     }
-    actions, replaced = write_result(plan, result.raw, result.smoothed, meta)
+    actions, replaced = write_result(plan, result.raw, result.smoothed, meta, result.head)
     for member in [*_objects(plan.members), obj]:
         member.steadytalk["smoothing_strength"] = float(result.smoothing_strength)  # no callback: keys are fresh
     notes = []
+    if "head" not in settings.face_off and np.abs(result.head).max(initial=0.0) > 0:
+        target, why = head.find_target(obj)
+        notes.append(f"head on {target.describe()}" if target is not None else why)
     editor = scene.sequence_editor
     if editor is not None and replaced:
         for strip in [s for s in strips_of(editor) if s.get(SOUND_TAG) in replaced]:
@@ -300,7 +327,7 @@ def resmooth(obj: bpy.types.Object, strength: float) -> list[bpy.types.Action]:
         smoothed, _ = smoother_for(active).smooth(raw, strength)
         meta.setdefault("id", found[0].action.name)
         meta.setdefault("result", found[0].action.name)
-        actions, _ = write_result(plan, raw, smoothed, meta)
+        actions, _ = write_result(plan, raw, smoothed, meta, results.cached_head(found[0].action))
         rewritten.extend(actions.values())
         for member in [*_objects(plan.members), active]:
             if member != obj:

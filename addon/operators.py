@@ -97,6 +97,28 @@ def key_settings(scene: bpy.types.Scene) -> dict:
         "tolerance": settings.tolerance if settings.key_mode == "REDUCED" else None,
         "hold": settings.hold_frames if settings.key_mode == "STEPPED" else 0,
         "extend_range": settings.extend_range,
+        "face_off": face_off(scene),
+    }
+
+
+def face_off(scene: bpy.types.Scene) -> tuple[str, ...]:
+    """The parts of the face the user turned off: not keyed, so the rig's own animation stays."""
+    settings = scene.steadytalk
+    parts = {"blinks": settings.use_blinks, "gaze": settings.use_gaze, "brows": settings.use_brows}
+    parts["head"] = settings.head_motion > 0
+    return tuple(name for name, on in parts.items() if not on)
+
+
+def face_request(scene: bpy.types.Scene) -> dict:
+    """The whole-face fields of the lipsync request (``protocol.LIPSYNC_FACE_FIELDS``)."""
+    settings = scene.steadytalk
+    blink_rate = None if settings.blink_rate <= 0 else float(settings.blink_rate)
+    return {
+        "blink_rate": blink_rate if settings.use_blinks else 0.0,
+        "head_motion": float(settings.head_motion),
+        "expressiveness": float(settings.expressiveness),
+        "seed": int(settings.face_seed),
+        "style": settings.face_style,
     }
 
 
@@ -131,6 +153,7 @@ def start_lipsync(context: bpy.types.Context, push_undo: bool) -> Job:
         **key_settings(scene),
     )
     strength = settings.smoothing_strength
+    face = face_request(scene)
     scene_name = scene.name
     avatar_path = obj.get("steadytalk_avatar")
     avatar_name = Path(avatar_path).name if avatar_path else None
@@ -149,6 +172,7 @@ def start_lipsync(context: bpy.types.Context, push_undo: bool) -> Job:
                 progress=job.progress,
                 cancelled=job.is_cancel_requested,
                 avatar=avatar_name,
+                face=face,
                 recognizer=recognizer,
             )
 

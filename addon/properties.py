@@ -70,6 +70,14 @@ class STEADYTALK_PG_rig(bpy.types.PropertyGroup):
     mapping_index: IntProperty()
     mapping_origin: StringProperty(name="Filled From", description="What the custom mapping was filled from")
     result_action: PointerProperty(type=bpy.types.Action, name="Result", description="The last lip-sync result")
+    head_on_object: BoolProperty(
+        name="Head on Object",
+        description="A character without an armature: the head motion turns this object (about its origin)",
+    )
+    head_bone: StringProperty(
+        name="Head Bone",
+        description="Bone the head motion turns (empty: found by name: mixamorig:Head, head, J_Bip_C_Head, Head)",
+    )
     smoothing_strength: FloatProperty(
         name="Smoothing",
         default=1.0,
@@ -157,6 +165,29 @@ class STEADYTALK_PG_scene(bpy.types.PropertyGroup):
     smoothing_strength: FloatProperty(
         name="Smoothing", default=1.0, min=0.0, max=10.0, soft_max=3.0, description="Adaptive smoothing strength"
     )
+    # The whole face (schema v2). A part turned off is not keyed: the rig's own animation stays.
+    use_blinks: BoolProperty(name="Blinks", default=True, description="Blink with the speech (eyeBlinkLeft/Right)")
+    blink_rate: FloatProperty(
+        name="Rate", default=0.0, min=0.0, max=120.0, description="Blinks per minute; 0: the natural rate of the model"
+    )
+    use_gaze: BoolProperty(name="Gaze", default=True, description="Fixations and glances (the eyeLook shapes)")
+    use_brows: BoolProperty(name="Brows", default=True, description="Brows raised on accents (browInnerUp, ...)")
+    expressiveness: FloatProperty(
+        name="Expressiveness", default=1.0, min=0.0, max=5.0, soft_max=2.0, description="Scale of brows and gaze"
+    )
+    head_motion: FloatProperty(
+        name="Head Motion", default=1.0, min=0.0, max=5.0, soft_max=2.0,
+        description="Scale of the head motion, keyed on the head bone or the rig object; 0: not keyed",
+    )  # fmt: skip
+    face_style: EnumProperty(
+        name="Style",
+        items=[
+            ("lively", "Lively", "Head motion learned from the Obama addresses"),
+            ("calm", "Calm", "Head motion learned from GRID s1, who reads sitting still"),
+        ],
+        default="lively",
+    )
+    face_seed: IntProperty(name="Seed", default=17, min=0, description="Same seed, same blinks, gaze and head")
 
 
 CLASSES = (STEADYTALK_PG_mapping_entry, STEADYTALK_PG_rig, STEADYTALK_PG_scene)

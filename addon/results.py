@@ -19,12 +19,13 @@ from dataclasses import dataclass
 import bpy
 import numpy as np
 
-from ..shared.schema import NUM_CHANNELS
+from ..shared.schema import CHANNELS_BY_VERSION, upgrade_curves
 from . import keying
 
 NLA_TRACK = "Steady Talk"
 RAW_PROPERTY = "steadytalk_raw"  # (T * C) float32 raw curves, on the Action
 META_PROPERTY = "steadytalk"  # {id, result, fps, frames, start_frame, audio, ...}, on the Action
+HEAD_PROPERTY = "steadytalk_head"  # (T * 3) float32 head track [yaw, pitch, roll], on the Action
 SOUND_TAG = "steadytalk_result"  # on sound strips we added: the id of the result
 
 
@@ -170,22 +171,36 @@ def _free(track: bpy.types.NlaTrack, start: float, end: float) -> bool:
     return all(s.frame_end < start or s.frame_start > end for s in track.strips)
 
 
-def store(actions: Iterable[bpy.types.Action], meta: dict, raw: np.ndarray) -> None:
-    """Tag the result's action(s) with its settings and raw curves (each action of a 4.2
-    result carries them, so any one mesh can be re-smoothed on its own)."""
+def store(actions: Iterable[bpy.types.Action], meta: dict, raw: np.ndarray, head: np.ndarray | None = None) -> None:
+    """Tag the result's action(s) with its settings, raw curves and head track (each action of
+    a 4.2 result carries them, so any one mesh can be re-smoothed on its own)."""
     flat = np.ascontiguousarray(raw, dtype=np.float32).ravel()
     for action in {a.name: a for a in actions}.values():
         action[META_PROPERTY] = meta
         action[RAW_PROPERTY] = flat
+        if head is not None and np.abs(head).max(initial=0.0) > 0:
+            action[HEAD_PROPERTY] = np.ascontiguousarray(head, dtype=np.float32).ravel()
+
+
+def cached_head(action: bpy.types.Action) -> np.ndarray | None:
+    """The (T, 3) head track a result was keyed with (None: no head motion, or a v1 result)."""
+    if HEAD_PROPERTY not in action:
+        return None
+    flat = np.asarray(action[HEAD_PROPERTY], dtype=np.float32)
+    return flat.reshape(-1, 3) if flat.size % 3 == 0 else None
 
 
 def cached_raw(action: bpy.types.Action) -> np.ndarray | None:
     if RAW_PROPERTY not in action or META_PROPERTY not in action:
         return None
     flat = np.asarray(action[RAW_PROPERTY], dtype=np.float32)
-    if flat.size % NUM_CHANNELS:
+    # A .blend saved by a v1 release has 33 columns and no schema in its meta: upgraded here,
+    # so re-smoothing it keys the same shapes as before (the new channels stay at rest).
+    version = int(action[META_PROPERTY].get("schema_version", 1))
+    width = len(CHANNELS_BY_VERSION.get(version, ()))
+    if not width or flat.size % width:
         return None
-    return flat.reshape(-1, NUM_CHANNELS)
+    return upgrade_curves(flat.reshape(-1, width), version)
 
 
 def by_result(found: list[Placement]) -> dict[str, list[Placement]]:

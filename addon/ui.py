@@ -128,6 +128,26 @@ class STEADYTALK_PT_main(bpy.types.Panel):
             row.prop(settings, "start_frame", text="")
 
         box = layout.box()
+        box.label(text="Face", icon="HIDE_OFF")
+        row = box.row(align=True)
+        row.prop(settings, "use_blinks")
+        sub = row.row(align=True)
+        sub.enabled = settings.use_blinks
+        sub.prop(settings, "blink_rate")
+        row = box.row(align=True)
+        row.prop(settings, "use_gaze")
+        row.prop(settings, "use_brows")
+        box.prop(settings, "expressiveness")
+        box.prop(settings, "head_motion")
+        if obj is not None and settings.head_motion > 0:
+            row = box.row(align=True)
+            row.prop(obj.steadytalk, "head_bone")
+            row.prop(obj.steadytalk, "head_on_object", text="", icon="OBJECT_DATA")
+        row = box.row(align=True)
+        row.prop(settings, "face_style", text="")
+        row.prop(settings, "face_seed")
+
+        box = layout.box()
         box.label(text="Keys", icon="KEYINGSET")
         box.prop(settings, "smoothing_strength")
         row = box.row(align=True)

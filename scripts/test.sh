@@ -15,6 +15,6 @@ if [ $# -eq 0 ]; then
         STEADYTALK_BACKEND_PYTHON="$PWD/.venv/bin/python" "$venv/bin/python" -m pytest -q -p no:cacheprovider \
             tests/test_blender_addon.py tests/test_blender_rig.py tests/test_blender_extension.py \
             tests/test_blender_character.py tests/test_blender_interchange.py tests/test_blender_batch.py \
-            tests/test_blender_portrait.py
+            tests/test_blender_portrait.py tests/test_blender_face.py
     done
 fi

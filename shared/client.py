@@ -24,6 +24,7 @@ import zmq
 from . import protocol as wire
 from .curves import LipsyncResult, Phone
 from .protocol import Message, ProtocolError
+from .schema import CHANNELS, SCHEMA_VERSION, upgrade_curves
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5757"
 
@@ -207,15 +208,22 @@ class BackendClient:
         progress: ProgressCallback | None = None,
         cancelled: Callable[[], bool] | None = None,
         avatar: str | None = None,
+        face: dict | None = None,
         recognizer: str = "words",
     ) -> LipsyncResult:
         """Lip-sync audio on the backend. ``audio`` is the file's bytes or a local path whose
         bytes are sent (the backend never reads client paths). Without a transcript,
         ``recognizer`` "words" (the default) recognizes the words and aligns them, "phones"
         recognizes phones only. With ``avatar`` (a name the
-        backend knows), in that person's manner: their audio-to-expression model and smoother."""
+        backend knows), in that person's manner: their audio-to-expression model and smoother.
+        ``face``: the whole-face options (``protocol.LIPSYNC_FACE_FIELDS``), e.g.
+        ``{"blink_rate": 0, "head_motion": 0.5, "seed": 3}``."""
         data = audio if isinstance(audio, bytes) else Path(audio).read_bytes()
         body: dict = {"fps": float(fps), "smoothing": float(smoothing), "recognizer": recognizer}
+        unknown = set(face or {}) - set(wire.LIPSYNC_FACE_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown whole-face options: {', '.join(sorted(unknown))}")
+        body.update({k: v for k, v in (face or {}).items() if v is not None})
         if avatar is not None:
             body["avatar"] = avatar
         if transcript is not None:
@@ -408,6 +416,13 @@ def render_frames_message(
 def result_from_reply(reply: Message) -> LipsyncResult:
     body = reply.body
     raw, smoothed, sigma = (np.array(reply.array(i), dtype=np.float32) for i in range(3))
+    # Schema v2 servers add the head track (smoothed, raw) as two more arrays.
+    head, head_raw = (np.array(reply.array(i), np.float32) for i in (3, 4)) if len(reply.buffers) >= 5 else (None, None)
+    version = int(body["schema_version"])
+    channels = tuple(body["channels"])
+    if version < SCHEMA_VERSION:  # an older backend: its curves in this build's columns
+        raw, smoothed = upgrade_curves(raw, version), upgrade_curves(smoothed, version)
+        version, channels = SCHEMA_VERSION, CHANNELS
     return LipsyncResult(
         fps=float(body["fps"]),
         raw=raw,
@@ -418,8 +433,11 @@ def result_from_reply(reply: Message) -> LipsyncResult:
         mode=body["mode"],
         smoothing_strength=float(body["smoothing_strength"]),
         warnings=list(body.get("warnings", [])),
-        channels=tuple(body["channels"]),
-        schema_version=int(body["schema_version"]),
+        channels=channels,
+        schema_version=version,
+        head=head,
+        head_raw=head_raw,
+        seed=body.get("seed"),
         transcript_text=(body.get("transcript") or {}).get("text", ""),
         transcript_source=(body.get("transcript") or {}).get("source", ""),
     )

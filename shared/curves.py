@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .schema import CHANNELS, SCHEMA_VERSION
+from .schema import CHANNELS, HEAD_AXES, NUM_CHANNELS, SCHEMA_VERSION, upgrade_curves
 
 
 @dataclass(frozen=True)
@@ -69,10 +69,21 @@ class LipsyncResult:
     warnings: list[str] = field(default_factory=list)
     channels: tuple[str, ...] = CHANNELS
     schema_version: int = SCHEMA_VERSION
+    # (T, 3) head rotation [yaw, pitch, roll] in radians from rest (schema.HEAD_AXES); zeros
+    # when the result has no head motion (v1 results, --head-motion 0).
+    head: np.ndarray | None = None  # smoothed
+    head_raw: np.ndarray | None = None
+    seed: int | None = None  # of the performance models, so a result can be made again
     # The words the phones were aligned to: typed by the user, or recognized (then "source" is
     # "recognized" and the text is the recognizer's, for the user to correct and run again).
     transcript_text: str = ""
     transcript_source: str = ""  # "typed", "recognized" or "" (phones only)
+
+    def __post_init__(self) -> None:
+        still = np.zeros((self.raw.shape[0], len(HEAD_AXES)), dtype=np.float32)
+        self.head = still if self.head is None else np.asarray(self.head, dtype=np.float32).reshape(-1, 3)
+        raw = self.head if self.head_raw is None else self.head_raw
+        self.head_raw = np.array(raw, dtype=np.float32).reshape(-1, 3)
 
     @property
     def words(self) -> list[WordSpan]:
@@ -97,6 +108,10 @@ class LipsyncResult:
             "raw": np.round(self.raw.astype(np.float64), 6).tolist(),
             "smoothed": np.round(self.smoothed.astype(np.float64), 6).tolist(),
             "sigma": np.round(self.sigma.astype(np.float64), 6).tolist(),
+            "head_axes": list(HEAD_AXES),
+            "head": np.round(self.head.astype(np.float64), 6).tolist(),
+            "head_raw": np.round(self.head_raw.astype(np.float64), 6).tolist(),
+            "seed": self.seed,
             "phones": [
                 {"phone": p.phone, "start": round(p.start, 4), "end": round(p.end, 4), "word": p.word}
                 for p in self.phones
@@ -108,21 +123,34 @@ class LipsyncResult:
 
     @classmethod
     def from_dict(cls, data: dict) -> LipsyncResult:
+        """A result of this schema or an older one (v1: 33 channels, the rest at zero, no head)."""
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise ValueError(f"curves use schema version {version}; this build reads {SCHEMA_VERSION}")
+        if not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
+            raise ValueError(f"curves use schema version {version}; this build reads versions 1 to {SCHEMA_VERSION}")
+        width = len(data["channels"])
+        if version < SCHEMA_VERSION and width != NUM_CHANNELS:
+            raw = upgrade_curves(np.asarray(data["raw"], np.float32).reshape(-1, width), version)
+            smoothed = upgrade_curves(np.asarray(data["smoothed"], np.float32).reshape(-1, width), version)
+            channels, version = CHANNELS, SCHEMA_VERSION
+        else:
+            raw = np.asarray(data["raw"], dtype=np.float32).reshape(-1, width)
+            smoothed = np.asarray(data["smoothed"], dtype=np.float32).reshape(-1, width)
+            channels = tuple(data["channels"])
         return cls(
             fps=float(data["fps"]),
-            raw=np.asarray(data["raw"], dtype=np.float32).reshape(-1, len(data["channels"])),
-            smoothed=np.asarray(data["smoothed"], dtype=np.float32).reshape(-1, len(data["channels"])),
+            raw=raw,
+            smoothed=smoothed,
             sigma=np.asarray(data["sigma"], dtype=np.float32),
             phones=[Phone(p["phone"], p["start"], p["end"], p.get("word", "")) for p in data["phones"]],
             duration=float(data["duration"]),
             mode=_LEGACY_MODES.get(data["mode"], data["mode"]),
             smoothing_strength=float(data.get("smoothing_strength", 1.0)),
             warnings=list(data.get("warnings", [])),
-            channels=tuple(data["channels"]),
+            channels=channels,
             schema_version=version,
+            head=np.asarray(data["head"], np.float32) if "head" in data else None,
+            head_raw=np.asarray(data["head_raw"], np.float32) if "head_raw" in data else None,
+            seed=data.get("seed"),
             transcript_text=(data.get("transcript") or {}).get("text", ""),
             transcript_source=(data.get("transcript") or {}).get("source", ""),
         )
@@ -131,13 +159,15 @@ class LipsyncResult:
         Path(path).write_text(json.dumps(self.to_dict(), separators=(",", ":")))
 
     def to_csv(self, which: str = "smoothed") -> str:
-        """One row per frame: ``frame, time`` then one column per channel (for other tools)."""
+        """One row per frame: ``frame, time``, one column per channel, then ``headYaw,
+        headPitch, headRoll`` in radians (for other tools)."""
         values = {"smoothed": self.smoothed, "raw": self.raw}[which]
+        head = {"smoothed": self.head, "raw": self.head_raw}[which]
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["frame", "time", *self.channels])
-        for i, row in enumerate(values):
-            writer.writerow([i, f"{i / self.fps:.4f}", *(f"{v:.5f}" for v in row)])
+        writer.writerow(["frame", "time", *self.channels, *(f"head{axis.title()}" for axis in HEAD_AXES)])
+        for i, (row, pose) in enumerate(zip(values, head, strict=True)):
+            writer.writerow([i, f"{i / self.fps:.4f}", *(f"{v:.5f}" for v in row), *(f"{v:.5f}" for v in pose)])
         return out.getvalue()
 
 

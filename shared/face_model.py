@@ -50,10 +50,14 @@ class FaceModel:
         return int(self.vertices.shape[0])
 
     def pose(self, coefficients: np.ndarray) -> np.ndarray:
-        """Vertices for coefficients in schema order: (C,) -> (V, 3) or (T, C) -> (T, V, 3)."""
+        """Vertices for coefficients in schema order: (C,) -> (V, 3) or (T, C) -> (T, V, 3).
+
+        C is the schema's width or the model's own shape count (its shapes are the schema's
+        first ones); channels the model has no shape for (the v2 upper face) do not move it."""
         c = np.asarray(coefficients, dtype=np.float32)
-        if c.shape[-1] != NUM_CHANNELS:
+        if c.shape[-1] not in (NUM_CHANNELS, len(self.shape_names)):
             raise ValueError(f"expected {NUM_CHANNELS} coefficients, got {c.shape[-1]}")
+        c = c[..., : len(self.shape_names)]
         return self.vertices + np.tensordot(c, self.deltas, axes=([-1], [0]))
 
     def save(self, path: str | Path) -> None:
@@ -80,7 +84,7 @@ class FaceModel:
             if version != FACE_MODEL_VERSION:
                 raise ValueError(f"{path} is face model version {version}; this build reads {FACE_MODEL_VERSION}")
             names = tuple(str(n) for n in data["shape_names"])
-            if names != CHANNELS:
+            if names != CHANNELS[: len(names)]:
                 raise ValueError(f"{path} has blendshapes for another schema; rebuild it")
             return cls(
                 version=version,

@@ -27,14 +27,16 @@ from pathlib import Path
 import numpy as np
 
 from .schema import CHANNEL_INDEX, CHANNELS, SCHEMA_VERSION, lip_aperture, match_rig
+from .schema import MOUTH_CHANNELS as SCHEMA_MOUTH_CHANNELS
 
 PHONE_SHAPES_PATH = Path(__file__).parent / "data" / "phone_shapes.json"
 
-# Only mouth and jaw shapes are explained by visemes; blinks are keyed by ARKit name or not at all.
-VISEME_CHANNELS: tuple[str, ...] = tuple(name for name in CHANNELS if not name.startswith("eye"))
+# Only mouth and jaw shapes are explained by visemes; the upper face (blinks, brows, gaze) is
+# keyed by ARKit name or not at all: viseme conventions have no brows or eye look.
+VISEME_CHANNELS: tuple[str, ...] = SCHEMA_MOUTH_CHANNELS
 # What counts when judging how well a convention covers a rig's mouth: an ARKit rig is not a
 # worse match for lacking brows or blinks, which lip-sync does not move.
-MOUTH_CHANNELS: tuple[str, ...] = tuple(n for n in CHANNELS if n.startswith(("jaw", "mouth", "cheek", "tongue")))
+MOUTH_CHANNELS: tuple[str, ...] = SCHEMA_MOUTH_CHANNELS
 
 
 @dataclass(frozen=True)

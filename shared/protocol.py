@@ -30,6 +30,11 @@ DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 PING = "ping"
 STATUS = "status"
 LIPSYNC = "lipsync"
+# Optional body fields of a lipsync request for the whole face (schema v2; servers of v1 ignore
+# them): blink_rate (per minute, 0 none; absent: natural), head_motion and expressiveness
+# (scales, 0 still), seed (integer), style (a name), whole_face (false: the mouth only).
+# The reply then carries two more float32 arrays: head (T, 3) smoothed and head_raw (T, 3).
+LIPSYNC_FACE_FIELDS = ("blink_rate", "head_motion", "expressiveness", "seed", "style", "whole_face")
 CANCEL = "cancel"
 # Photoreal rendering with a trained avatar (see backend/service/requests.py for the bodies).
 RENDER_OPEN = "render_open"  # audio for a pass -> a session

@@ -1,10 +1,21 @@
-"""Expression parameters: the ARKit blendshape subset Steady Talk drives, in a fixed order.
+"""Expression parameters: the 52 ARKit blendshapes and the head rotation, in a fixed order.
 
 This module is the one place that owns the channel names, their order and the schema
 version (BRIEF section 4). Curves on the wire, in files and on a rig are always in
 ``CHANNELS`` order; a change of names or order bumps ``SCHEMA_VERSION``.
 
 Values are in [0, 1]. Left/right are named from the character's point of view, as ARKit does.
+
+Schema history: v1 had the 33 mouth, jaw, cheek, tongue and blink channels (``V1_CHANNELS``);
+v2 appends the other 19 ARKit shapes (brows, eye look, squint, wide, sneer) after them, in
+that order, so a v1 array is the first 33 columns of a v2 one (``upgrade_curves`` pads zeros),
+and adds the head rotation track (``HEAD_AXES``).
+
+Head rotation, per frame ``[yaw, pitch, roll]`` in radians relative to the rest pose, as
+right-handed rotations about the face model's axes (X to the character's left, Y up, Z out
+of the face), applied as ``R = Ry(yaw) @ Rx(pitch) @ Rz(roll)``. From the character's point
+of view: yaw > 0 turns the face to its left, pitch > 0 tips the chin down (a nod), roll > 0
+tilts the head towards its right shoulder (the left ear rises).
 """
 
 from __future__ import annotations
@@ -13,7 +24,7 @@ import re
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 CHANNELS: tuple[str, ...] = (
     "jawOpen",
@@ -49,10 +60,57 @@ CHANNELS: tuple[str, ...] = (
     "tongueOut",
     "eyeBlinkLeft",
     "eyeBlinkRight",
+    # v2: the rest of ARKit's 52 (the upper face).
+    "browDownLeft",
+    "browDownRight",
+    "browInnerUp",
+    "browOuterUpLeft",
+    "browOuterUpRight",
+    "eyeLookDownLeft",
+    "eyeLookDownRight",
+    "eyeLookInLeft",
+    "eyeLookInRight",
+    "eyeLookOutLeft",
+    "eyeLookOutRight",
+    "eyeLookUpLeft",
+    "eyeLookUpRight",
+    "eyeSquintLeft",
+    "eyeSquintRight",
+    "eyeWideLeft",
+    "eyeWideRight",
+    "noseSneerLeft",
+    "noseSneerRight",
 )
 
 NUM_CHANNELS = len(CHANNELS)
+NUM_V1_CHANNELS = 33
+V1_CHANNELS: tuple[str, ...] = CHANNELS[:NUM_V1_CHANNELS]
+# The channels the lip-sync's phone model and adaptive smoother own (mouth, jaw, cheeks,
+# tongue); the rest (blinks, brows, gaze) come from the performance models, which make them
+# smooth themselves: a lip kernel would blunt a 150 ms blink.
+MOUTH_CHANNELS: tuple[str, ...] = CHANNELS[:31]
+NUM_MOUTH_CHANNELS = len(MOUTH_CHANNELS)
+UPPER_FACE_CHANNELS: tuple[str, ...] = CHANNELS[NUM_MOUTH_CHANNELS:]
+
+HEAD_AXES: tuple[str, ...] = ("yaw", "pitch", "roll")
+
+# Columns per schema version, for reading results and caches of older releases.
+CHANNELS_BY_VERSION: dict[int, tuple[str, ...]] = {1: V1_CHANNELS, 2: CHANNELS}
 CHANNEL_INDEX: dict[str, int] = {name: i for i, name in enumerate(CHANNELS)}
+
+
+def upgrade_curves(values: np.ndarray, version: int) -> np.ndarray:
+    """(T, C) curves of schema ``version`` as (T, NUM_CHANNELS) of this one: the channels a
+    version lacked are at rest (zero). ValueError for an unknown version or a wrong width."""
+    if version not in CHANNELS_BY_VERSION:
+        raise ValueError(f"curves use schema version {version}; this build reads versions 1 to {SCHEMA_VERSION}")
+    width = len(CHANNELS_BY_VERSION[version])
+    array = np.asarray(values, dtype=np.float32)
+    if array.size == 0:
+        array = array.reshape(0, width)
+    if array.ndim != 2 or array.shape[1] != width:
+        raise ValueError(f"schema version {version} curves have {width} channels, got shape {array.shape}")
+    return np.pad(array, ((0, 0), (0, NUM_CHANNELS - width)))
 
 
 def index(name: str) -> int:
@@ -136,7 +194,7 @@ def lip_aperture(coefficients: np.ndarray) -> np.ndarray:
     Used by evaluation (closure and open-vowel rates) and by curve MSI.
     """
     c = np.asarray(coefficients, dtype=np.float64)
-    if c.ndim != 2 or c.shape[1] != NUM_CHANNELS:
+    if c.ndim != 2 or c.shape[1] not in (NUM_CHANNELS, NUM_V1_CHANNELS):
         raise ValueError(f"coefficients must have shape (T, {NUM_CHANNELS}), got {c.shape}")
     jaw_gap = np.maximum(0.0, c[:, _J["jawOpen"]] - c[:, _J["mouthClose"]])
     lower = 0.5 * (c[:, _J["mouthLowerDownLeft"]] + c[:, _J["mouthLowerDownRight"]])

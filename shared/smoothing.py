@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .schema import NUM_MOUTH_CHANNELS
+
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "smoother_default.safetensors"
 
@@ -99,8 +101,13 @@ class AdaptiveSmoother:
         return cls(SmootherConfig.from_dict(meta["architecture"]), read_safetensors(weights_path))
 
     def predict_sigma(self, curves: np.ndarray) -> np.ndarray:
-        """Per-frame kernel width in frames, shape (T,), for ``curves`` (T, C) in [0, 1]."""
-        x = np.asarray(curves, dtype=np.float64)  # (T, C)
+        """Per-frame kernel width in frames, shape (T,), for ``curves`` (T, C) in [0, 1].
+
+        The network reads the mouth channels (the first ``in_channels`` columns with everything
+        after the mouth at rest, as in its training), so blinks and brows do not move its kernel."""
+        x = np.zeros((len(curves), self.config.in_channels))
+        mouth = min(NUM_MOUTH_CHANNELS, self.config.in_channels)
+        x[:, :mouth] = np.asarray(curves, dtype=np.float64)[:, :mouth]
         specs = self.config.layer_specs()
         for i, (_, _, kernel, dilation) in enumerate(specs):
             weight = self.weights[f"layers.{i}.weight"]  # (out, in, k)
@@ -117,9 +124,15 @@ class AdaptiveSmoother:
         return self.config.sigma_min + span / (1.0 + np.exp(-logits))
 
     def smooth(self, curves: np.ndarray, strength: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-        """Adaptively smoothed curves and the per-frame sigma used (already times ``strength``)."""
+        """Adaptively smoothed curves and the per-frame sigma used (already times ``strength``).
+
+        Only the mouth channels (``schema.MOUTH_CHANNELS``) are smoothed; blinks, brows and
+        gaze pass through as the performance models made them (already smooth, and a lip
+        kernel of 4 frames would flatten a 150 ms blink)."""
         sigma = self.predict_sigma(curves) * float(strength)
-        return gaussian_smooth(curves, sigma), sigma
+        out = np.array(curves, dtype=np.float32)
+        out[:, :NUM_MOUTH_CHANNELS] = gaussian_smooth(out[:, :NUM_MOUTH_CHANNELS], sigma)
+        return out, sigma
 
 
 def gaussian_smooth(curves: np.ndarray, sigma: np.ndarray | float) -> np.ndarray:

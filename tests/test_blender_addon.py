@@ -199,7 +199,8 @@ def test_sound_strip_source_and_viseme_preset(addon, backend_process, demo_wav):
     scene.frame_set(40 + expected.num_frames // 2)
     assert keys["eyesClosed"].value == pytest.approx(0.5 * float(visemes["aa"][expected.num_frames // 2]), abs=1e-5)
     paths = [fc.data_path for fc in extension_module("keying").action_fcurves(obj.steadytalk.result_action)]
-    assert paths == ['key_blocks["eyesClosed"].value']
+    # the mapping drives exactly what it lists (the head motion turns the object: not a shape key)
+    assert [p for p in paths if p.startswith("key_blocks")] == ['key_blocks["eyesClosed"].value']
 
 
 def test_backend_absent_gives_a_message_and_changes_nothing(addon, demo_wav):
@@ -324,6 +325,39 @@ def test_one_undo_step_removes_the_result(addon, demo_wav):
     assert not [a for a in bpy.data.actions if a.name.startswith("SteadyTalk")]
     bpy.ops.ed.redo()
     assert bpy.data.objects[name].steadytalk.result_action is not None
+
+
+def test_a_v1_cache_still_resmooths(addon, demo_wav):
+    """A .blend saved by a schema-v1 release caches 33 raw columns and no schema in its meta: the
+    slider still re-keys it, the channels v1 lacked at rest."""
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = 25, 1
+    scene.frame_current = 1
+    obj = add_rig()
+    lipsync_once(addon, audio_path=str(demo_wav), key_mode="DENSE", add_sound_strip=False)
+    assert addon.last_message[0] == "INFO", addon.last_message
+    results = extension_module("results")
+    action = obj.steadytalk.result_action
+    raw = results.cached_raw(action)
+    assert raw.shape[1] == len(CHANNELS) == 52
+    # rewrite the cache as v1 wrote it
+    meta = dict(action[results.META_PROPERTY])
+    meta.pop("schema_version")
+    v1 = raw[:, :33].copy()
+    v1[:, CHANNELS.index("jawOpen")] *= 0.5  # so the re-keyed curve shows it came from this cache
+    del action[results.RAW_PROPERTY], action[results.META_PROPERTY]  # (assigning over keeps the old length)
+    action[results.RAW_PROPERTY] = np.ascontiguousarray(v1).ravel()
+    action[results.META_PROPERTY] = meta
+    upgraded = results.cached_raw(action)
+    assert upgraded.shape == (len(raw), 52) and not upgraded[:, 33:].any()
+    obj.steadytalk.smoothing_strength = 1.5
+    action = obj.steadytalk.result_action
+    keying = extension_module("keying")
+    curves = {fc.data_path: fc for fc in keying.action_fcurves(action)}
+    expected, _ = default_smoother().smooth(upgraded, 1.5)
+    jaw = curves['key_blocks["jawOpen"].value']
+    evaluated = np.array([jaw.evaluate(1 + i) for i in range(len(raw))])
+    assert np.abs(evaluated - expected[:, CHANNELS.index("jawOpen")]).max() < 1e-4
 
 
 def test_automatic_transcript_then_use_as_transcript_and_rerun(addon, demo_wav, demo_transcript):

@@ -77,17 +77,24 @@ def test_the_whole_character_moves_as_one_result(addon, result):
     activate(teeth)  # the teeth active: the head comes along
     plan = extension_module("character").plan_for(teeth)
     assert plan.members == ["Wolf3D_Teeth", "Wolf3D_Head"] and plan.preset.id == "ARKIT"
-    assert plan.summary() == "Wolf3D_Teeth: 4 keys; Wolf3D_Head: 33 keys"
+    assert plan.summary() == "Wolf3D_Teeth: 4 keys; Wolf3D_Head: 52 keys"  # Ready Player Me heads have all 52
     actions, notes, _ = apply(addon, result, teeth)
-    assert len(actions) == (1 if bpy.app.version >= (4, 4, 0) else 2)
+    # one Action with a slot each (4.4+), or one per datablock: the teeth, the head and the
+    # armature, whose Head bone the head motion turns
+    assert len(actions) == (1 if bpy.app.version >= (4, 4, 0) else 3)
+    assert "head on Armature: bone Head" in notes
+    assert 'pose.bones["Head"].rotation_quaternion' in keyed_paths(bpy.data.objects["Armature"])
     jaw = result.smoothed[:, CHANNELS.index("jawOpen")]
     for frame in frames_of(result, {"AA", "AE", "AH", "AO"})[:4]:
         assert value_at(head, "jawOpen", 1 + frame) == pytest.approx(jaw[frame], abs=0.011)
         assert value_at(teeth, "jawOpen", 1 + frame) == pytest.approx(jaw[frame], abs=0.011)  # no clenched teeth
         assert jaw[frame] > 0.15
     assert stranger.data.shape_keys.animation_data is None  # another character is not touched
-    # Only what the result animates is keyed: the blinks stay free for the user.
-    assert 'key_blocks["eyeBlinkLeft"].value' not in keyed_paths(head.data.shape_keys)
+    # Only what the result animates is keyed: shapes it leaves at rest stay free for the user
+    # (schema v2 blinks now, so the blinks are keyed; squint and sneer have no model and rest).
+    paths = keyed_paths(head.data.shape_keys)
+    assert 'key_blocks["eyeBlinkLeft"].value' in paths
+    assert 'key_blocks["eyeSquintLeft"].value' not in paths and 'key_blocks["noseSneerLeft"].value' not in paths
     assert 'key_blocks["jawOpen"].value' in keyed_paths(teeth.data.shape_keys)
 
     # Running again from the head replaces all of it; re-smoothing one mesh moves both.
@@ -178,7 +185,7 @@ def test_the_users_animation_stays_visible_under_the_result(addon, result):
         right.value = value
         right.keyframe_insert("value", frame=frame)
     activate(head)
-    apply(addon, result, head)
+    apply(addon, result, head, face_off=("blinks",))  # blinks turned off: the user's own play on
     assert value_at(head, "eyeBlinkLeft", 30) == pytest.approx(1.0, abs=1e-5)  # the NLA blink plays on
     assert value_at(head, "eyeBlinkRight", 60) == pytest.approx(0.8, abs=1e-5)  # the pushed-down action too
     assert [t.name for t in animation.nla_tracks] == ["my blinks", "my smile"]
@@ -268,7 +275,7 @@ def test_the_panel_shows_the_character_and_the_dialogue_strips(addon, result, de
     ui.STEADYTALK_PT_main.draw(panel, bpy.context)
     lines = panel.layout.lines
     assert "Auto: ARKit: 31 of 31 mouth shapes" in lines
-    assert "Driven: Wolf3D_Head: 33 keys; Wolf3D_Teeth: 4 keys" in lines
+    assert "Driven: Wolf3D_Head: 52 keys; Wolf3D_Teeth: 4 keys" in lines
     # Empty keys are listed, not counted; a strip shows who speaks it.
     blank = mesh_with_keys("Blank_Head", ["jawOpen", "mouthClose", "viseme_aa"], empty=("jawOpen", "mouthClose"))
     activate(blank)

@@ -8,7 +8,8 @@ import pytest
 
 from steadytalk_backend.face.model_build import boundary_loops
 from steadytalk_shared.face_model import FaceModel
-from steadytalk_shared.schema import CHANNELS
+from steadytalk_shared.schema import CHANNELS as ALL_CHANNELS
+from steadytalk_shared.schema import V1_CHANNELS as CHANNELS  # the model's shapes
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +26,9 @@ def coefficients(**values):
 
 def test_contents_and_schema_order(model):
     assert model.num_vertices == 468 + 15
-    assert model.shape_names == CHANNELS
-    assert model.deltas.shape == (len(CHANNELS), model.num_vertices, 3)
+    # the v1 shapes, the schema's first 33; the v2 upper face has no shapes yet
+    assert model.shape_names == ALL_CHANNELS[:33] == CHANNELS
+    assert model.deltas.shape == (33, model.num_vertices, 3)
     assert model.uvs.min() >= 0.0 and model.uvs.max() <= 1.0
     assert np.all(np.abs(model.deltas).max(axis=(1, 2)) > 1e-3), "every shape moves something"
 
@@ -129,8 +131,12 @@ def test_pose_accepts_sequences(model):
     posed = model.pose(frames)
     assert posed.shape == (3, model.num_vertices, 3)
     np.testing.assert_allclose(posed[1], model.pose(frames[1]))
-    with pytest.raises(ValueError, match="33 coefficients"):
+    with pytest.raises(ValueError, match="52 coefficients"):
         model.pose(np.zeros(5))
+    # a v2 frame poses as its v1 part: brows and gaze move no vertex of this model
+    wide = np.zeros(len(ALL_CHANNELS), np.float32)
+    wide[ALL_CHANNELS.index("jawOpen")], wide[ALL_CHANNELS.index("browInnerUp")] = 0.5, 1.0
+    np.testing.assert_allclose(model.pose(wide), model.pose(coefficients(jawOpen=0.5)))
 
 
 def test_loader_rejects_other_versions(model, tmp_path):

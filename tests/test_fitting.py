@@ -6,7 +6,7 @@ from scipy.spatial.transform import Rotation
 
 from steadytalk_backend.face.fitting import Fitter, Pose
 from steadytalk_shared.face_model import FaceModel
-from steadytalk_shared.schema import CHANNELS
+from steadytalk_shared.schema import V1_CHANNELS as CHANNELS  # the face model's shapes
 
 N = 468
 

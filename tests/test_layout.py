@@ -15,14 +15,15 @@ MAX_LINES = 450
 
 # Each room and what it may import besides ``steadytalk_shared`` and the top-level helpers.
 ALLOWED = {
-    "lipsync": set(),
+    "performance": set(),
+    "lipsync": {"performance"},
     "face": set(),
-    "avatar": {"face", "lipsync"},
-    "render": {"avatar", "face", "lipsync"},
-    "portrait": {"avatar", "face", "lipsync"},
-    "evaluation": {"render", "portrait", "avatar", "face", "lipsync"},
-    "service": {"render", "portrait", "avatar", "face", "lipsync"},
-    "cli": {"service", "evaluation", "render", "portrait", "avatar", "face", "lipsync"},
+    "avatar": {"face", "lipsync", "performance"},
+    "render": {"avatar", "face", "lipsync", "performance"},
+    "portrait": {"avatar", "face", "lipsync", "performance"},
+    "evaluation": {"render", "portrait", "avatar", "face", "lipsync", "performance"},
+    "service": {"render", "portrait", "avatar", "face", "lipsync", "performance"},
+    "cli": {"service", "evaluation", "render", "portrait", "avatar", "face", "lipsync", "performance"},
 }
 TOP_LEVEL_HELPERS = {"errors", "atomic", "device", "data", "__version__"}
 

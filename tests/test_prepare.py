@@ -18,7 +18,7 @@ from steadytalk_backend.avatar.video import CfrReport, frames_at_constant_rate, 
 from steadytalk_backend.cli import main
 from steadytalk_shared import render_contract as rc
 from steadytalk_shared.face_model import FaceModel
-from steadytalk_shared.schema import CHANNELS
+from steadytalk_shared.schema import V1_CHANNELS as CHANNELS  # the face model's shapes
 
 CLIP = "bbbs5s"
 

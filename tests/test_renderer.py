@@ -11,7 +11,7 @@ import torch
 from conftest import tiny_preset
 
 from steadytalk_backend.cli import main
-from steadytalk_backend.lipsync.smoother import gaussian_smooth, load_smoother
+from steadytalk_backend.lipsync.smoother import load_smoother, smooth_mouth
 from steadytalk_backend.render.data import AvatarFrames
 from steadytalk_backend.render.inference import AvatarRenderer
 from steadytalk_backend.render.network import NeuralRenderer, load_renderer, save_module
@@ -111,7 +111,7 @@ def test_exported_smoother_matches_torch(trained):
     smoothed, sigma = numpy_smoother.smooth(curves)
     with torch.no_grad():
         t_sigma = torch_smoother(torch.as_tensor(curves)[None])
-        t_smoothed = gaussian_smooth(torch.as_tensor(curves)[None], t_sigma)[0].numpy()
+        t_smoothed = smooth_mouth(torch.as_tensor(curves)[None], t_sigma)[0].numpy()
     np.testing.assert_allclose(sigma, t_sigma[0].numpy(), atol=1e-5)
     np.testing.assert_allclose(smoothed, t_smoothed, atol=1e-5)
 
@@ -171,9 +171,9 @@ def test_person_s2a_is_residual_and_chunks_exactly(grid_avatar, tmp_path):
     np.testing.assert_allclose(chunked, full, atol=1e-5)
     np.testing.assert_allclose(model.predict(features, engine, fps), full, atol=1e-6)
     # Eye channels are not audio-driven: they stay the engine's.
-    from steadytalk_shared.schema import CHANNELS
+    from steadytalk_shared.schema import V1_CHANNELS  # the person model is v1-wide
 
-    eyes = [i for i, n in enumerate(CHANNELS) if n.startswith("eye")]
+    eyes = [i for i, n in enumerate(V1_CHANNELS) if n.startswith("eye")]
     np.testing.assert_array_equal(full[:, eyes], np.clip(engine[:, eyes], 0, 1))
 
 

@@ -4,14 +4,44 @@ import pytest
 from steadytalk_shared import schema
 from steadytalk_shared.schema import CHANNELS, lip_aperture, match_channel, match_rig
 
+# Apple's ARKit blendshape names (ARFaceAnchor.BlendShapeLocation), all 52.
+ARKIT_52 = set(
+    """eyeBlinkLeft eyeLookDownLeft eyeLookInLeft eyeLookOutLeft eyeLookUpLeft eyeSquintLeft eyeWideLeft
+    eyeBlinkRight eyeLookDownRight eyeLookInRight eyeLookOutRight eyeLookUpRight eyeSquintRight eyeWideRight
+    jawForward jawLeft jawRight jawOpen mouthClose mouthFunnel mouthPucker mouthLeft mouthRight
+    mouthSmileLeft mouthSmileRight mouthFrownLeft mouthFrownRight mouthDimpleLeft mouthDimpleRight
+    mouthStretchLeft mouthStretchRight mouthRollLower mouthRollUpper mouthShrugLower mouthShrugUpper
+    mouthPressLeft mouthPressRight mouthLowerDownLeft mouthLowerDownRight mouthUpperUpLeft mouthUpperUpRight
+    browDownLeft browDownRight browInnerUp browOuterUpLeft browOuterUpRight cheekPuff cheekSquintLeft
+    cheekSquintRight noseSneerLeft noseSneerRight tongueOut""".split()
+)
+
 
 def test_channel_set_and_order_are_the_brief_contract():
-    assert len(CHANNELS) == 33 == len(set(CHANNELS))
+    assert len(CHANNELS) == 52 == len(set(CHANNELS))
+    assert set(CHANNELS) == ARKIT_52
+    assert schema.SCHEMA_VERSION == 2
+    # v1's 33 first, in v1's order, so a v1 array is a prefix of a v2 one
+    assert len(schema.V1_CHANNELS) == 33 and CHANNELS[:33] == schema.V1_CHANNELS
     assert CHANNELS[0] == "jawOpen"
-    assert CHANNELS[-2:] == ("eyeBlinkLeft", "eyeBlinkRight")
-    for name in ("mouthClose", "mouthFunnel", "mouthPucker", "tongueOut", "cheekPuff", "mouthRollLower"):
-        assert name in CHANNELS
-    assert isinstance(schema.SCHEMA_VERSION, int)
+    assert CHANNELS[31:33] == ("eyeBlinkLeft", "eyeBlinkRight")
+    assert CHANNELS[33] == "browDownLeft" and CHANNELS[-1] == "noseSneerRight"
+    assert schema.MOUTH_CHANNELS + schema.UPPER_FACE_CHANNELS == CHANNELS
+    assert not any(n.startswith(("eye", "brow", "nose")) for n in schema.MOUTH_CHANNELS)
+    assert schema.HEAD_AXES == ("yaw", "pitch", "roll")
+
+
+def test_v1_curves_upgrade_with_the_new_channels_at_rest():
+    v1 = np.random.default_rng(0).random((5, 33)).astype(np.float32)
+    v2 = schema.upgrade_curves(v1, 1)
+    assert v2.shape == (5, 52)
+    np.testing.assert_array_equal(v2[:, :33], v1)
+    assert not v2[:, 33:].any()
+    np.testing.assert_array_equal(schema.upgrade_curves(v2, 2), v2)
+    with pytest.raises(ValueError, match="33 channels"):
+        schema.upgrade_curves(v2, 1)
+    with pytest.raises(ValueError, match="version 7"):
+        schema.upgrade_curves(v1, 7)
 
 
 @pytest.mark.parametrize(
@@ -28,7 +58,11 @@ def test_channel_set_and_order_are_the_brief_contract():
         ("eyeBlink_L", "eyeBlinkLeft"),
         ("EYEBLINKRIGHT", "eyeBlinkRight"),
         ("mouthRollLower", "mouthRollLower"),
-        ("browInnerUp", None),
+        ("browInnerUp", "browInnerUp"),
+        ("browOuterUp_L", "browOuterUpLeft"),
+        ("EyeLookInRight", "eyeLookInRight"),
+        ("noseSneer.R", "noseSneerRight"),
+        ("browRaise", None),
         ("Basis", None),
         ("mouthLeft", "mouthLeft"),
         ("jawLeft", "jawLeft"),

@@ -37,7 +37,8 @@ class Manifest:
 FILES = {
     "landmarks.npz": "mediapipe landmarks, pixels of the source frame (x*W, y*H, z*W): points (T, 478, 3), "
     "found (T,) bool, faces (T,) faces seen per frame",
-    "params.npz": "per-frame fit: coefficients (T, 33) schema order in [0, 1], scale (T,), rotation (T, 3, 3), "
+    "params.npz": "per-frame fit: coefficients (T, 33) in schema v1 order (the face model's shapes) in [0, 1], "
+    "scale (T,), rotation (T, 3, 3), "
     "translation (T, 3) with source_pixels = scale * R @ model_metres + t (y down, depth on the x scale), "
     "tracked (T,) bool (False: landmarks interpolated), error (T,) reprojection / inter-ocular distance, "
     "identity (468, 3) metres offset from the canonical neutral",

@@ -28,7 +28,9 @@ import numpy as np
 
 from steadytalk_shared import render_contract as rc
 from steadytalk_shared.face_model import FaceModel
-from steadytalk_shared.schema import CHANNELS, SCHEMA_VERSION
+
+# params.npz holds the face model's coefficients: the v1 channels (the upper face has no shapes yet)
+from steadytalk_shared.schema import V1_CHANNELS as CHANNELS
 
 from ..atomic import atomic_output, save_atomic, savez_atomic, write_text_atomic
 from ..errors import SteadyTalkError
@@ -155,7 +157,7 @@ class Preparer:
                 "camera": "scaled orthographic: source_pixels = scale * rotation @ model_metres + translation",
             },
             schema={
-                "version": SCHEMA_VERSION,
+                "version": 1,  # of the coefficients tracked here (schema v1's channels)
                 "channels": list(CHANNELS),
                 "render_contract": rc.RENDER_CONTRACT_VERSION,
             },

@@ -1,6 +1,6 @@
 """The ``steadytalk`` command line. Thin: parses arguments, calls the library, reports.
 
-One module per command group (``lipsync``, ``avatar``, ``render``, ``portrait``, ``service``,
+One module per command group (``lipsync``, ``performance``, ``avatar``, ``render``, ``portrait``, ``service``,
 ``evaluation``), each registering its sub-commands with their handler; ``common`` holds what
 they share. On top of every room: may import any of them, lazily inside the handlers, so
 ``--help`` stays fast. User errors end with ``error: <what went wrong> <what to do>`` and exit
@@ -16,9 +16,9 @@ import sys
 
 from .. import __version__
 from ..errors import SteadyTalkError
-from . import avatar, evaluation, lipsync, portrait, render, service
+from . import avatar, evaluation, lipsync, performance, portrait, render, service
 
-GROUPS = (lipsync, avatar, render, portrait, service, evaluation)
+GROUPS = (lipsync, performance, avatar, render, portrait, service, evaluation)
 
 
 def build_parser() -> argparse.ArgumentParser:

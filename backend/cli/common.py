@@ -95,3 +95,62 @@ class ProgressBar:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+def _bounded(name: str, low: float, high: float, hint: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if not (low <= value <= high):
+            raise argparse.ArgumentTypeError(f"{name} must be between {low:g} and {high:g}{hint}, got {text}")
+        return value
+
+    return parse
+
+
+def seed_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed must be a whole number, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"seed must be between 0 and 4294967295, got {text}")
+    return value
+
+
+def add_face_options(parser: argparse.ArgumentParser) -> None:
+    """The whole-face flags: blinks, head motion, brows and gaze, their seed and style."""
+    face = parser.add_argument_group("whole face (blinks, gaze, brows, head motion)")
+    face.add_argument(
+        "--blink-rate",
+        type=_bounded("blink rate", 0.0, 120.0, " per minute"),
+        metavar="PER_MINUTE",
+        help="average blinks per minute, timed by the speech (0: no blinks; default: the model's natural rate)",
+    )
+    face.add_argument(
+        "--head-motion", type=_bounded("head motion", 0.0, 5.0, ""), default=1.0, metavar="SCALE",
+        help="scale of the head motion (0: still head; default 1)",
+    )  # fmt: skip
+    face.add_argument(
+        "--expressiveness", type=_bounded("expressiveness", 0.0, 5.0, ""), default=1.0, metavar="SCALE",
+        help="scale of brows and gaze (0: still brows and eyes; default 1)",
+    )  # fmt: skip
+    face.add_argument(
+        "--seed", type=seed_number, default=None, help="seed of blinks, gaze and head (same seed, same face)"
+    )
+    face.add_argument("--style", help="head-motion style learned from video: calm or lively (default lively)")
+    face.add_argument("--mouth-only", action="store_true", help="only the mouth, as releases before schema v2")
+
+
+def face_options(args: argparse.Namespace):
+    """``FaceOptions`` from the flags of ``add_face_options``."""
+    from ..performance.model import DEFAULT_SEED, FaceOptions, default_performer
+
+    if args.style is not None and args.style not in default_performer().styles:
+        raise SteadyTalkError(
+            f"Unknown style {args.style!r}.", f"Choose one of: {', '.join(default_performer().styles)}."
+        )
+    seed = DEFAULT_SEED if args.seed is None else args.seed
+    return FaceOptions(args.blink_rate, args.head_motion, args.expressiveness, seed, args.style)

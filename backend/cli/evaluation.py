@@ -1,4 +1,4 @@
-"""``steadytalk eval lipsync|tracking|render|portrait``: the evaluation reports (printed, optionally JSON)."""
+"""``steadytalk eval lipsync|tracking|render|portrait|face``: the evaluation reports (printed, optionally JSON)."""
 
 from __future__ import annotations
 
@@ -58,6 +58,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     eval_portrait.add_argument("--out", type=Path, default=Path("eval_portrait"), help="the contact sheet goes here")
     eval_portrait.add_argument("--json", type=Path, help="also write the report as JSON")
+    eval_face = eval_sub.add_parser("face", help="blinks, head motion and brows on held-out real video vs baselines")
+    eval_face.add_argument("--data", type=Path, default=Path("../shared/data"), help="the shared data folder")
+    eval_face.add_argument("--out", type=Path, default=Path("eval_face"), help="plots and face_report.json go here")
+    eval_face.add_argument("--cache", type=Path, default=Path("build/face_tracks"), help="tracking cache folder")
+    eval_face.add_argument("--json", type=Path, help="also write the report as JSON")
     evaluate.set_defaults(handler=cmd_eval)
 
 
@@ -88,6 +93,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise SteadyTalkError(f"No clips folder at {args.clips}.", "Pass --clips with NAME.mpg + NAME.align files.")
         report = evaluate_portrait(args.clips, args.images, args.out, log, args.speech)
         print(format_portrait_report(report))
+    elif args.target == "face":
+        from ..evaluation.face import evaluate_face, format_face_report
+
+        if not (args.data / "video").is_dir():
+            raise SteadyTalkError(f"No video folder in {args.data}.", "Pass --data pointing at the shared data folder.")
+        report = evaluate_face(args.data, args.out, args.cache, log=log)
+        print(format_face_report(report))
     else:
         report = evaluate_lipsync(args.directory, fps=args.fps, speech_dir=args.speech_dir, log=log)
         print(format_report(report))

@@ -15,9 +15,11 @@ from steadytalk_shared.schema import CHANNELS, lip_aperture
 from ..atomic import atomic_output
 from .common import (
     ProgressBar,
+    add_face_options,
     add_recognizer_options,
     add_transcript_options,
     check_outputs,
+    face_options,
     positive_fps,
     read_transcript,
     smoothing_strength,
@@ -37,11 +39,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--smoothing", type=smoothing_strength, default=1.0, help="adaptive smoothing strength: 0 off, 1 default"
     )
     lipsync.add_argument("--out", type=Path, required=True, help="output JSON file")
-    lipsync.add_argument("--csv", type=Path, help="also write the smoothed curves as CSV (frame, time, channels)")
+    lipsync.add_argument(
+        "--csv", type=Path, help="also write the smoothed curves as CSV (frame, time, channels, head yaw/pitch/roll)"
+    )
+    lipsync.add_argument(
+        "--live-link-csv", type=Path, help="also write a Live Link Face CSV (Unreal, MetaHuman: 52 curves, head, eyes)"
+    )
     lipsync.add_argument(
         "--max-duration", type=float, default=None, help="longest audio accepted, in seconds (default 7200)"
     )
     lipsync.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_face_options(lipsync)
     lipsync.set_defaults(handler=cmd_lipsync)
 
     demo = sub.add_parser("demo", help="lip-sync the bundled speech clip (the README's main job)")
@@ -69,18 +77,37 @@ def summary(result, elapsed: float) -> str:
             f"  mouth        open {np.mean(aperture > 0.1):.0%} of frames, "
             f"peak jawOpen {result.smoothed[:, CHANNELS.index('jawOpen')].max():.2f}",
             f"  most active  {', '.join(active)}",
+            *_face_summary(result),
             f"  took         {elapsed:.2f} s ({result.duration / max(elapsed, 1e-9):.0f}x real time)",
         ]
     )
 
 
-def write_outputs(result, out: Path, csv_path: Path | None) -> None:
-    check_outputs(out, csv_path)
+def _face_summary(result) -> list[str]:
+    if result.seed is None:
+        return []
+    blink = result.smoothed[:, CHANNELS.index("eyeBlinkLeft")]
+    blinks = int(np.sum((blink[1:] >= 0.5) & (blink[:-1] < 0.5)))
+    brow = result.smoothed[:, CHANNELS.index("browInnerUp")].max()
+    head = np.degrees(np.abs(result.head).max(axis=0)) if result.num_frames else np.zeros(3)
+    return [
+        f"  whole face   {blinks} blinks ({blinks / max(result.duration, 1e-9) * 60:.0f}/min), browInnerUp peak "
+        f"{brow:.2f}, head up to {head[0]:.1f}/{head[1]:.1f}/{head[2]:.1f} deg yaw/pitch/roll, seed {result.seed}"
+    ]
+
+
+def write_outputs(result, out: Path, csv_path: Path | None, live_link: Path | None = None) -> None:
+    from steadytalk_shared.livelink import live_link_csv
+
+    check_outputs(out, csv_path, live_link)
     with atomic_output(out) as tmp:
         result.write_json(tmp)
     if csv_path is not None:
         with atomic_output(csv_path) as tmp:
             tmp.write_text(result.to_csv())
+    if live_link is not None:
+        with atomic_output(live_link) as tmp:
+            tmp.write_text(live_link_csv(result))
 
 
 def cmd_lipsync(args: argparse.Namespace) -> int:
@@ -88,8 +115,9 @@ def cmd_lipsync(args: argparse.Namespace) -> int:
     from ..lipsync.engine import EngineConfig, LipsyncEngine
     from ..lipsync.recognizer import WordRecognizerConfig
 
-    check_outputs(args.out, args.csv)
+    check_outputs(args.out, args.csv, args.live_link_csv)
     transcript = read_transcript(args)
+    face = face_options(args)
     audio = AudioConfig() if args.max_duration is None else AudioConfig(max_seconds=args.max_duration)
     engine = LipsyncEngine(EngineConfig(audio=audio, words=WordRecognizerConfig(model=args.asr_model)))
     bar = ProgressBar(enabled=not args.quiet and sys.stderr.isatty())
@@ -98,7 +126,14 @@ def cmd_lipsync(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         result = engine.run(
-            args.audio, transcript, fps=args.fps, strength=args.smoothing, progress=bar, recognizer=args.recognizer
+            args.audio,
+            transcript,
+            fps=args.fps,
+            strength=args.smoothing,
+            progress=bar,
+            recognizer=args.recognizer,
+            whole_face=not args.mouth_only,
+            face=face,
         )
     finally:
         bar.close()
@@ -106,8 +141,9 @@ def cmd_lipsync(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    write_outputs(result, args.out, args.csv)
-    print(f"wrote {args.out}" + (f" and {args.csv}" if args.csv else ""))
+    write_outputs(result, args.out, args.csv, args.live_link_csv)
+    written = [str(p) for p in (args.out, args.csv, args.live_link_csv) if p is not None]
+    print(f"wrote {', '.join(written)}")
     print(summary(result, elapsed))
     if loading:
         print(f"               (+ {loading:.2f} s loading the word recognizer)")

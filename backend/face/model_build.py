@@ -22,7 +22,9 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from steadytalk_shared.face_model import DEFAULT_PATH, FACE_MODEL_VERSION, FaceModel, Regions
-from steadytalk_shared.schema import CHANNELS
+from steadytalk_shared.schema import (
+    V1_CHANNELS as CHANNELS,  # the face model has the v1 shapes (the upper face: phase B)
+)
 
 from .landmarks import (
     CHIN,

@@ -14,7 +14,9 @@ import numpy as np
 import torch
 
 from steadytalk_shared.face_model import FaceModel
-from steadytalk_shared.schema import CHANNELS
+from steadytalk_shared.schema import (
+    V1_CHANNELS as CHANNELS,  # the face model has the v1 shapes (the upper face: phase B)
+)
 
 from .shape_pass import rasterize
 

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from steadytalk_shared.schema import CHANNELS
+from steadytalk_shared.schema import (
+    V1_CHANNELS as CHANNELS,  # the face model has the v1 shapes (the upper face: phase B)
+)
 
 from .landmarks import (
     CHEEK_LEFT,

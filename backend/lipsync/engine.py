@@ -4,6 +4,7 @@
             or to the words a recognizer heard (untyped.py), or recognized as phones
           --> frame energy --> viseme coarticulation --> raw curves
           --> adaptive Gaussian smoothing (numpy, shared/) --> LipsyncResult
+          phones + energy + pitch --> performance models (blinks, gaze, brows, head) --/
 
 Long audio is processed chunk by chunk, so memory stays bounded by the chunk size plus the
 per-frame outputs (about 4 KB per second of audio at 30 fps).
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,10 +24,11 @@ from steadytalk_shared.schema import rest_pose
 from steadytalk_shared.smoothing import AdaptiveSmoother, default_smoother
 
 from ..errors import TranscriptError
+from ..performance.model import FaceOptions, Performer, default_performer
 from .align_pool import AlignmentPool
 from .audio import SAMPLE_RATE, AudioConfig, AudioSource, AudioStream, peak_dbfs
 from .phonetics import SILENCE, Phonetizer, RecognizerConfig
-from .prosody import HOP_SECONDS, frame_energy_db
+from .prosody import HOP, HOP_SECONDS, frame_energy_db, pitch_hz
 from .recognizer import WordRecognizer, WordRecognizerConfig
 from .text import normalize_transcript
 from .untyped import UntypedDecoder, chunks_at_pauses
@@ -61,10 +63,16 @@ class EngineConfig:
 class LipsyncEngine:
     """Reusable engine: holds the pocketsphinx decoders and the smoother between calls."""
 
-    def __init__(self, config: EngineConfig | None = None, smoother: AdaptiveSmoother | None = None) -> None:
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        smoother: AdaptiveSmoother | None = None,
+        performer: Performer | None = None,
+    ) -> None:
         self.config = config or EngineConfig()
         self.phonetizer = Phonetizer(self.config.recognizer)
         self.smoother = smoother or default_smoother()
+        self._performer = performer
         self._words: WordRecognizer | None = None
         self._pool: AlignmentPool | None = None
 
@@ -100,11 +108,17 @@ class LipsyncEngine:
         progress: ProgressCallback | None = None,
         cancelled: CancelCheck | None = None,
         recognizer: str = "words",
+        whole_face: bool = True,
+        face: FaceOptions | None = None,
     ) -> LipsyncResult:
         """Curves for ``source``. Without a transcript, ``recognizer`` "words" recognizes the
-        words and aligns them (the default), "phones" recognizes phones only."""
+        words and aligns them (the default), "phones" recognizes phones only. ``whole_face``: add
+        blinks, gaze, brows and head motion (``face`` controls them); False gives the mouth
+        alone, the upper face and head at rest."""
         if recognizer not in RECOGNIZERS:
             raise ValueError(f"recognizer must be one of {', '.join(RECOGNIZERS)}, got {recognizer!r}")
+        face = face or FaceOptions()
+        face.check()
         if not (np.isfinite(fps) and 1.0 <= fps <= 1000.0):
             raise ValueError(f"fps must be between 1 and 1000, got {fps}")
         if not (np.isfinite(strength) and 0.0 <= strength <= 10.0):
@@ -115,12 +129,18 @@ class LipsyncEngine:
         with AudioStream(source, self.config.audio) as stream:
             words = self._transcript_words(transcript, stream.duration or 0.0)
             phones = None
+            pitches: list[np.ndarray] | None = [] if whole_face else None
             if words:
-                phones, energy, peak, num_samples = self._align(stream, words, warnings, report)
+                phones, energy, peak, num_samples = self._align(stream, words, warnings, report, pitches)
                 mode, text, source_of_text = "alignment", transcript.strip(), "typed"
             if phones is None:
+                if pitches:
+                    pitches.clear()
                 decoded = self._untyped(recognizer).decode(
-                    chunks_at_pauses(stream, self.config.audio.chunk_seconds, self.config.cut_search_seconds),
+                    _with_pitch(
+                        chunks_at_pauses(stream, self.config.audio.chunk_seconds, self.config.cut_search_seconds),
+                        pitches,
+                    ),
                     stream.num_samples,
                     report,
                     cancelled,
@@ -148,6 +168,13 @@ class LipsyncEngine:
             energy_at_frames = np.interp(times, np.arange(len(energy)) * HOP_SECONDS, energy)
             speech = _speech_mask(phones, times)
             raw = phones_to_curves(phones, num_frames, fps, energy_at_frames, speech, self.config.coarticulation)
+        head = None
+        if whole_face and peak >= self.config.audio.silence_peak_dbfs:
+            report(0.96, "blinks, gaze, brows and head")
+            f0 = np.concatenate(pitches) if pitches else np.zeros(len(energy))
+            performance = self.performer.perform_speech(phones, energy, f0, num_frames, fps, face)
+            raw = performance.write_into(raw)
+            head = (performance.head, performance.head_raw)
         report(0.97, "smoothing")
         smoothed, sigma = self.smoother.smooth(raw, strength)
         report(1.0, "done")
@@ -161,9 +188,18 @@ class LipsyncEngine:
             mode=mode,
             smoothing_strength=float(strength),
             warnings=warnings,
+            head=None if head is None else head[0],
+            head_raw=None if head is None else head[1],
+            seed=int(face.seed) if whole_face else None,
             transcript_text=text,
             transcript_source=source_of_text,
         )
+
+    @property
+    def performer(self) -> Performer:
+        if self._performer is None:
+            self._performer = default_performer()
+        return self._performer
 
     def _untyped(self, recognizer: str) -> UntypedDecoder:
         words = recognizer == "words"
@@ -196,12 +232,19 @@ class LipsyncEngine:
         return words
 
     def _align(
-        self, stream: AudioStream, words: list[str], warnings: list[str], report: ProgressCallback
+        self,
+        stream: AudioStream,
+        words: list[str],
+        warnings: list[str],
+        report: ProgressCallback,
+        pitches: list[np.ndarray] | None = None,
     ) -> tuple[list[Phone] | None, np.ndarray, float, int]:
         report(0.05, "aligning")
         samples = np.concatenate(list(stream.chunks()))
         count = len(samples)
         energy = frame_energy_db(samples)
+        if pitches is not None:
+            pitches.append(pitch_hz(samples)[0][: len(energy)])
         peak = peak_dbfs(samples)
         if peak < self.config.audio.silence_peak_dbfs:
             return [Phone(SILENCE, 0.0, count / SAMPLE_RATE)], energy, peak, count
@@ -274,3 +317,14 @@ def _speech_mask(phones: list[Phone], times: np.ndarray) -> np.ndarray:
             lo, hi = np.searchsorted(times, [p.start, p.end])
             mask[lo:hi] = True
     return mask
+
+
+def _with_pitch(chunks: Iterator[np.ndarray], pitches: list[np.ndarray] | None) -> Iterator[np.ndarray]:
+    """The chunks as they are, their pitch collected on the way (chunk by chunk, so memory
+    stays bounded), one value per 10 ms frame as the decoder takes the energy."""
+    for chunk in chunks:
+        if pitches is not None:
+            frames = len(chunk) // HOP
+            f0 = pitch_hz(chunk)[0][:frames]
+            pitches.append(np.pad(f0, (0, frames - len(f0))))
+        yield chunk

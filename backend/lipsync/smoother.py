@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from steadytalk_shared.schema import NUM_MOUTH_CHANNELS
 from steadytalk_shared.smoothing import (
     MIN_SIGMA,
     RADIUS_PER_SIGMA,
@@ -37,7 +38,12 @@ class AdaptiveSmootherNet(nn.Module):
         )
 
     def forward(self, curves: torch.Tensor) -> torch.Tensor:
-        x = curves.transpose(1, 2)  # (B, C, T)
+        # The mouth channels only, the rest at zero (as the numpy path reads them): blinks and
+        # brows must not widen or narrow the lip kernel.
+        x = torch.zeros((*curves.shape[:2], self.config.in_channels), dtype=curves.dtype, device=curves.device)
+        mouth = min(NUM_MOUTH_CHANNELS, self.config.in_channels)
+        x[..., :mouth] = curves[..., :mouth]
+        x = x.transpose(1, 2)  # (B, C, T)
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if i < len(self.layers) - 1:
@@ -64,6 +70,13 @@ def gaussian_smooth(curves: torch.Tensor, sigma: torch.Tensor, radius: int | Non
     )  # (B, T + 2R, C)
     windows = padded.unfold(1, 2 * radius + 1, 1)  # (B, T, C, K)
     return torch.einsum("btck,btk->btc", windows, kernel)
+
+
+def smooth_mouth(curves: torch.Tensor, sigma: torch.Tensor, radius: int | None = None) -> torch.Tensor:
+    """What the numpy ``AdaptiveSmoother.smooth`` applies: the mouth channels smoothed, blinks,
+    brows and gaze passed through (``schema.MOUTH_CHANNELS``). curves (B, T, C)."""
+    mouth = gaussian_smooth(curves[..., :NUM_MOUTH_CHANNELS], sigma, radius)
+    return torch.cat([mouth, curves[..., NUM_MOUTH_CHANNELS:]], dim=-1)
 
 
 def save_smoother(net: AdaptiveSmootherNet, path: str | Path, training: dict) -> None:

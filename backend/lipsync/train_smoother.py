@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from steadytalk_shared.curves import Phone, num_frames_for
-from steadytalk_shared.schema import CHANNEL_INDEX, NUM_CHANNELS
+from steadytalk_shared.schema import CHANNEL_INDEX, NUM_V1_CHANNELS
 from steadytalk_shared.smoothing import SmootherConfig
 from steadytalk_shared.smoothing import gaussian_smooth as np_gaussian_smooth
 
@@ -82,7 +82,8 @@ def clean_sequence(rng: np.random.Generator, words: list[str], lexicon: dict[str
         if p.phone != "SIL":
             energy[lo:hi] = (-20.0 if p.phone in VOWELS else -32.0) + rng.normal(0, 4)
     speech = energy > -60.0
-    return phones_to_curves(phones, n, fps, energy, speech)
+    # The smoother reads the v1 columns (mouth and blinks); the upper face is not its job.
+    return phones_to_curves(phones, n, fps, energy, speech)[:, :NUM_V1_CHANNELS]
 
 
 def add_jitter(rng: np.random.Generator, clean: np.ndarray, config: TrainConfig) -> np.ndarray:
@@ -106,7 +107,7 @@ def frame_weights(clean: torch.Tensor, config: TrainConfig) -> torch.Tensor:
 
 
 def _crop_batch(rng: np.random.Generator, pool: list[np.ndarray], config: TrainConfig) -> np.ndarray:
-    batch = np.zeros((config.batch_size, config.sequence_frames, NUM_CHANNELS), dtype=np.float32)
+    batch = np.zeros((config.batch_size, config.sequence_frames, NUM_V1_CHANNELS), dtype=np.float32)
     for b in range(config.batch_size):
         seq = pool[rng.integers(len(pool))]
         if len(seq) <= config.sequence_frames:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from steadytalk_shared.schema import CHANNELS
+from steadytalk_shared.schema import V1_CHANNELS as CHANNELS  # the renderer's models are v1-wide
 
 # Blinks are not mouth expression: the eye attention map handles them.
 _MOUTH_CHANNELS = torch.tensor([i for i, name in enumerate(CHANNELS) if not name.startswith("eye")])

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from steadytalk_shared import render_contract as rc
 from steadytalk_shared.face_model import FaceModel
-from steadytalk_shared.schema import CHANNELS
+from steadytalk_shared.schema import V1_CHANNELS as CHANNELS  # the renderer's models are v1-wide
 
 from ..avatar.video import read_frames
 from ..errors import SteadyTalkError

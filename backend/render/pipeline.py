@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from steadytalk_shared import render_contract as rc
-from steadytalk_shared.schema import CHANNELS
+from steadytalk_shared.schema import V1_CHANNELS as CHANNELS  # the renderer's models are v1-wide
 
 from ..avatar.video import read_frames
 from ..errors import CancelledError, SteadyTalkError
@@ -162,9 +162,11 @@ def perform(
         fps=renderer.fps,
         progress=lambda f, s: report(0.1 * f, s),
         cancelled=cancelled,
+        whole_face=False,  # blinks and head pose come from the reference video
     )
     features = audio_features(samples, result.phones)
-    expression = result.raw if renderer.s2a is None else renderer.s2a.predict(features, result.raw, renderer.fps)
+    mouth = result.raw[:, : len(CHANNELS)]  # the renderer's channels; blinks come from the reference below
+    expression = mouth if renderer.s2a is None else renderer.s2a.predict(features, mouth, renderer.fps)
     coefficients = renderer.smooth(np.asarray(expression, dtype=np.float32), smoothing)
     index = reference.index(np.arange(len(coefficients)))
     coefficients[:, EYES] = reference.data.coefficients[index][:, EYES]

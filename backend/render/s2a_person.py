@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from steadytalk_shared.schema import CHANNELS
+from steadytalk_shared.schema import V1_CHANNELS as CHANNELS  # the renderer's models are v1-wide
 
 from .data import FEATURE_RATE, Normalizer
 from .network import save_module
@@ -95,7 +95,13 @@ class S2AModel:
 
     @torch.no_grad()
     def predict(self, features: np.ndarray, engine_raw: np.ndarray, fps: float, chunk: int = 512) -> np.ndarray:
-        """S2A features (N, D) at 100 Hz and the engine's raw curves (T, 33) at ``fps`` -> (T, 33)."""
+        """S2A features (N, D) at 100 Hz and the engine's raw curves (T, C) at ``fps`` -> (T, C).
+
+        The model corrects the v1 columns; wider (schema v2) curves keep their upper face."""
+        if engine_raw.shape[1] > len(CHANNELS):
+            out = np.array(engine_raw, dtype=np.float32)
+            out[:, : len(CHANNELS)] = self.predict(features, engine_raw[:, : len(CHANNELS)], fps, chunk)
+            return out
         self.net.eval()
         frames = len(engine_raw)
         x = torch.as_tensor(self.normalizer(frame_features(features, frames, fps)))
@@ -134,7 +140,8 @@ def load_avatar_sequences(avatar: Path) -> tuple[np.ndarray, np.ndarray, np.ndar
         features = data["values"].astype(np.float32)
     with np.load(avatar / "params.npz") as data:
         tracked = data["coefficients"].astype(np.float32)
-    engine = np.asarray(result["raw"], dtype=np.float32)
+    engine = np.asarray(result["raw"], dtype=np.float32).reshape(-1, len(result["channels"]))
+    engine = engine[:, : len(CHANNELS)]  # the model's v1 columns (a v2 lipsync.json has 52)
     frames = min(len(engine), len(tracked))
     return features, engine[:frames], tracked[:frames], float(result["fps"])
 

@@ -31,7 +31,7 @@ from steadytalk_shared.smoothing import DEFAULT_WEIGHTS, RADIUS_PER_SIGMA
 
 from ..device import autocast, pick_device
 from ..errors import SteadyTalkError
-from ..lipsync.smoother import gaussian_smooth, load_smoother, save_smoother
+from ..lipsync.smoother import load_smoother, save_smoother, smooth_mouth
 from .augment import ErosionConfig
 from .data import AvatarFrames, Conditioner, Normalizer, audio_windows, to_tensor
 from .losses import discriminator_loss, renderer_losses
@@ -153,7 +153,7 @@ class RendererTrainer:
         index = (starts[:, None] + torch.arange(-r, t + r)[None]).numpy()
         curves = torch.as_tensor(self.data.coefficients[index], device=self.device)  # (B, T + 2R, C)
         sigma = self.smoother(curves)
-        return gaussian_smooth(curves, sigma, radius=r)[:, r : r + t].reshape(-1, curves.shape[-1])
+        return smooth_mouth(curves, sigma, radius=r)[:, r : r + t].reshape(-1, curves.shape[-1])
 
     # ----- one step -----------------------------------------------------------------------
     def _forward(self, batch: dict, coefficients: torch.Tensor, augment: bool):

@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from steadytalk_shared.protocol import ErrorCode, Message, ProtocolError
-from steadytalk_shared.schema import CHANNELS
+from steadytalk_shared.schema import CHANNELS, V1_CHANNELS
+
+from ..performance.model import DEFAULT_SEED, FaceOptions
 
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -50,8 +52,33 @@ def lipsync_params(request: Message) -> dict:
         "fps": number(body, "fps", 25.0),
         "strength": number(body, "smoothing", 1.0),
         "avatar": avatar,
+        "whole_face": body.get("whole_face", True) is not False,
+        "face": face_options(body),
         "recognizer": recognizer,
     }
+
+
+def face_options(body: dict) -> FaceOptions:
+    """The whole-face fields of a lipsync request (``protocol.LIPSYNC_FACE_FIELDS``)."""
+    blink = body.get("blink_rate")
+    seed = body.get("seed", DEFAULT_SEED)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "seed must be an integer")
+    style = body.get("style")
+    if style is not None and not isinstance(style, str):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "style must be a name or absent")
+    options = FaceOptions(
+        blink_rate=None if blink is None else number(body, "blink_rate"),
+        head_motion=number(body, "head_motion", 1.0),
+        expressiveness=number(body, "expressiveness", 1.0),
+        seed=seed,
+        style=style,
+    )
+    try:
+        options.check()
+    except ValueError as exc:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, str(exc)) from None
+    return options
 
 
 def number(body: dict, name: str, default: float | None = None) -> float:
@@ -106,8 +133,9 @@ def render_frames_params(request: Message, max_frames: int) -> dict:
         raise ProtocolError(
             ErrorCode.TOO_MANY_FRAMES, f"{n} frames in one request; this backend takes at most {max_frames}"
         )
-    if coefficients.dtype != np.float32 or coefficients.shape != (n, len(CHANNELS)):
+    if coefficients.dtype != np.float32 or coefficients.shape not in ((n, len(CHANNELS)), (n, len(V1_CHANNELS))):
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"coefficients must be float32 ({n}, {len(CHANNELS)})")
+    coefficients = coefficients[:, : len(V1_CHANNELS)]  # the renderer draws the v1 channels
     if not np.isfinite(coefficients).all():
         raise ProtocolError(ErrorCode.BAD_REQUEST, "coefficients must be finite")
     references = body.get("references")

@@ -395,10 +395,12 @@ class LipsyncServer:
             "schema_version": result.schema_version,
             "phones": [[p.phone, p.start, p.end, p.word] for p in result.phones],
             "warnings": result.warnings,
+            "seed": result.seed,
             "transcript": result.transcript,
             "words": [[w.word, w.start, w.end] for w in result.words],
         }
-        return request.reply(body=body, buffers=[result.raw, result.smoothed, result.sigma])
+        buffers = [result.raw, result.smoothed, result.sigma, result.head, result.head_raw]
+        return request.reply(body=body, buffers=buffers)
 
     def _in_avatars_manner(self, name: str, result, request: Message, progress):
         """The lip-sync redone with an avatar's own audio-to-expression model and smoother."""

@@ -1,0 +1,112 @@
+"""Brows: raised on pitch accents and emphasis, lowered on loud low-pitch (stressed) syllables.
+
+A linear response model: the inner and outer brow heights (mm from rest) are sums of the
+speech features (accent, low stress, loudness, pause, the pitch contour) each passed through Gaussian bumps at
+lags from 0.2 s before to 0.4 s after (brows lead and trail the accent), weights by ridge
+regression on the tracked brows (``train``). Plus slow seeded noise at the size of what the
+features leave unexplained, so a monotone stretch is not frozen. Heights become ARKit
+``browInnerUp``, ``browOuterUp*`` (raise) and ``browDown*`` (lower).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from steadytalk_shared.smoothing import gaussian_smooth
+
+from .features import SpeechTimeline
+
+FEATURES = ("accent", "low_stress", "energy", "pause", "pitch")
+LAGS = (-0.2, 0.0, 0.2, 0.4)  # seconds: the response at t sees the feature at t - lag
+BUMP_SECONDS = 0.1
+FULL_RAISE_MM = 6.0  # an ARKit brow-up channel at 1
+FULL_LOWER_MM = 4.0
+NOISE_SECONDS = 0.5
+
+
+def design(timeline: SpeechTimeline) -> np.ndarray:
+    """(T, len(FEATURES) * len(LAGS) + 1) lagged, bump-smoothed features and a constant."""
+    fps = timeline.fps
+    pitch = np.clip(timeline.pitch, -6.0, 6.0) / 6.0  # the pitch contour itself (0 unvoiced)
+    base = np.stack(
+        [
+            timeline.accent,
+            timeline.low_stress,
+            timeline.energy * timeline.speech,
+            (~timeline.speech).astype(float),
+            pitch,
+        ],
+        1,
+    )
+    smooth = gaussian_smooth(base, BUMP_SECONDS * fps).astype(np.float64)
+    columns = []
+    for lag in LAGS:
+        shift = int(round(lag * fps))
+        shifted = np.roll(smooth, shift, axis=0)
+        if shift > 0:
+            shifted[:shift] = smooth[0]
+        elif shift < 0:
+            shifted[shift:] = smooth[-1]
+        columns.append(shifted)
+    return np.column_stack([*columns, np.ones(len(base))])
+
+
+@dataclass
+class BrowModel:
+    weights: tuple[tuple[float, ...], tuple[float, ...]] = ((0.0,) * 21, (0.0,) * 21)  # inner, outer
+    residual_mm: tuple[float, float] = (0.3, 0.3)
+    noise_share: float = 0.5
+    correlation: float = 0.0  # of the fitted response with the tracked inner brow (training)
+    fitted_on: dict = field(default_factory=dict)
+
+    def heights(self, timeline: SpeechTimeline, rng: np.random.Generator, amount: float = 1.0) -> np.ndarray:
+        """(T, 2) inner, outer brow height in mm from rest."""
+        x = design(timeline)
+        response = x @ np.asarray(self.weights, dtype=np.float64).T
+        response -= response[~timeline.speech].mean(axis=0) if (~timeline.speech).any() else response.mean(axis=0)
+        noise = gaussian_smooth(rng.normal(0.0, 1.0, (timeline.num_frames, 2)), NOISE_SECONDS * timeline.fps)
+        noise = noise / max(float(noise.std()), 1e-9) if timeline.num_frames > 4 else noise * 0
+        return amount * (response + self.noise_share * np.asarray(self.residual_mm) * noise)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BrowModel:
+        data = dict(data)
+        data["weights"] = tuple(tuple(w) for w in data["weights"])
+        data["residual_mm"] = tuple(data["residual_mm"])
+        return cls(**data)
+
+
+def brow_channels(heights: np.ndarray) -> dict[str, np.ndarray]:
+    inner, outer = heights[:, 0], heights[:, 1]
+    up_outer = np.clip(outer / FULL_RAISE_MM, 0.0, 1.0)
+    down = np.clip(-inner / FULL_LOWER_MM, 0.0, 1.0)
+    return {
+        "browInnerUp": np.clip(inner / FULL_RAISE_MM, 0.0, 1.0),
+        "browOuterUpLeft": up_outer,
+        "browOuterUpRight": up_outer,
+        "browDownLeft": down,
+        "browDownRight": down,
+    }
+
+
+def fit_brows(timelines: list[SpeechTimeline], brows: list[np.ndarray], ridge: float = 5.0) -> BrowModel:
+    """Ridge regression of each clip's tracked brows (its own median removed) on ``design``."""
+    x = np.concatenate([design(t) for t in timelines])
+    y = np.concatenate([b - np.median(b, axis=0) for b in brows]).astype(np.float64)
+    penalty = ridge * np.eye(x.shape[1])
+    penalty[-1, -1] = 0.0
+    weights = np.linalg.solve(x.T @ x + penalty, x.T @ y).T  # (2, F)
+    fitted = x @ weights.T
+    residual = (y - fitted).std(axis=0)
+    r = float(np.corrcoef(fitted[:, 0], y[:, 0])[0, 1]) if fitted[:, 0].std() > 0 else 0.0
+    return BrowModel(
+        weights=tuple(tuple(float(v) for v in row) for row in weights),
+        residual_mm=tuple(float(v) for v in residual),
+        correlation=r,
+        fitted_on={"frames": len(x), "clips": len(timelines)},
+    )
