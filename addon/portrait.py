@@ -225,11 +225,13 @@ def build_portrait_rig(scene: bpy.types.Scene, rig: PortraitRigData, name: str) 
     scene.render.pixel_aspect_x = scene.render.pixel_aspect_y = 1.0
     scene.view_settings.view_transform = "Standard"  # the photo's own colours, not a film curve
     scene.view_settings.look = "None"
-    for obj in bpy.context.view_layer.objects:
+    # The scene the request came from may no longer be the one shown: select in its own layer.
+    view_layer = bpy.context.view_layer if bpy.context.scene == scene else scene.view_layers[0]
+    for obj in view_layer.objects:
         if obj is not None:  # bpy 4.2 can list a just-removed object as None
-            obj.select_set(False)
-    face.select_set(True)
-    bpy.context.view_layer.objects.active = face
+            obj.select_set(False, view_layer=view_layer)
+    face.select_set(True, view_layer=view_layer)
+    view_layer.objects.active = face
     return face
 
 
