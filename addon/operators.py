@@ -63,17 +63,18 @@ def strip_audio(strip) -> AudioSource:
     return AudioSource(strip.name, str(path), None, int(strip.frame_start), False)
 
 
-def transcript_of(scene: bpy.types.Scene) -> str | None:
+def transcript_of(scene: bpy.types.Scene) -> tuple[str | None, str]:
+    """The typed words (or None) and how the backend reads speech without them."""
     settings = scene.steadytalk
     if settings.transcript_source == "TYPED":
         text = settings.transcript
     elif settings.transcript_source == "TEXT":
         if settings.transcript_text is None:
-            raise UserFacingError("Choose the text block that holds the transcript, or set Transcript to None.")
+            raise UserFacingError("Choose the text block that holds the transcript, or set Transcript to Automatic.")
         text = settings.transcript_text.as_string()
     else:
-        return None
-    return " ".join(text.split()) or None
+        return None, "phones" if settings.transcript_source == "NONE" else "words"
+    return " ".join(text.split()) or None, "words"
 
 
 def _ensure_timer() -> None:
@@ -116,7 +117,7 @@ def start_lipsync(context: bpy.types.Context, push_undo: bool) -> Job:
     selected = [o for o in context.selected_objects if o != obj]
     lipsync.check_character(obj, selected)
     source = audio_source(scene)
-    transcript = transcript_of(scene)
+    transcript, recognizer = transcript_of(scene)
     connection = preferences.connection(context)
     settings = scene.steadytalk
     fps = lipsync.scene_fps(scene)
@@ -148,6 +149,7 @@ def start_lipsync(context: bpy.types.Context, push_undo: bool) -> Job:
                 progress=job.progress,
                 cancelled=job.is_cancel_requested,
                 avatar=avatar_name,
+                recognizer=recognizer,
             )
 
     def on_done(job: Job) -> None:
@@ -156,6 +158,8 @@ def start_lipsync(context: bpy.types.Context, push_undo: bool) -> Job:
             raise UserFacingError("The scene was deleted before the lip-sync arrived.")
         result = job.result
         actions, notes, plan = lipsync.apply_result(scene_now, result, apply_settings)
+        heard = result.transcript_text if result.transcript_source == "recognized" else ""
+        scene_now.steadytalk.recognized_text = heard
         text = describe_applied(
             actions[0].name if actions else "SteadyTalk", plan, apply_settings.start_frame, result.num_frames,
             [*result.warnings, *notes],
@@ -234,6 +238,34 @@ class STEADYTALK_OT_lipsync(JobOperator, bpy.types.Operator):
     def start(self, context: bpy.types.Context, from_ui: bool) -> None:
         # From the UI this operator's own undo step holds the result.
         start_lipsync(context, push_undo=not from_ui)
+
+
+TRANSCRIPT_TEXT_BLOCK = "SteadyTalk Transcript"
+
+
+class STEADYTALK_OT_use_as_transcript(bpy.types.Operator):
+    """Copy the recognized words into a text block to correct; the next lip-sync aligns to them"""
+
+    bl_idname = "steadytalk.use_as_transcript"
+    bl_label = "Use as Transcript"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return context.scene is not None and bool(context.scene.steadytalk.recognized_text)
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = context.scene.steadytalk
+        # A text block of the user's own is never overwritten: a fresh one is made beside it.
+        text = bpy.data.texts.get(TRANSCRIPT_TEXT_BLOCK)
+        if text is None or text.get("steadytalk_recognized") is None:
+            text = bpy.data.texts.new(TRANSCRIPT_TEXT_BLOCK)
+            text["steadytalk_recognized"] = True
+        text.from_string(settings.recognized_text + "\n")
+        settings.transcript_text = text
+        settings.transcript_source = "TEXT"
+        self.report({"INFO"}, f"Correct the words in the text block {text.name!r}, then run Lip-sync again")
+        return {"FINISHED"}
 
 
 class STEADYTALK_OT_cancel(bpy.types.Operator):
@@ -355,6 +387,7 @@ CLASSES = (
     STEADYTALK_OT_load_avatar,
     STEADYTALK_OT_render_photoreal,
     STEADYTALK_OT_lipsync,
+    STEADYTALK_OT_use_as_transcript,
     STEADYTALK_OT_cancel,
     STEADYTALK_OT_test_connection,
     STEADYTALK_OT_stop_local_backend,

@@ -62,7 +62,7 @@ def start_portrait_video(context: bpy.types.Context, picture: str, size: int, fa
     scene = context.scene
     file = picture_file(picture)
     source = operators.audio_source(scene)
-    transcript = operators.transcript_of(scene)
+    transcript, _ = operators.transcript_of(scene)  # the portrait request recognizes words itself
     out = output_path(scene)
     fps = lipsync.scene_fps(scene)
     connection = preferences.connection(context)

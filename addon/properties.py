@@ -92,17 +92,23 @@ class STEADYTALK_PG_scene(bpy.types.PropertyGroup):
     )
     audio_path: StringProperty(name="Audio File", subtype="FILE_PATH")
     sound_strip: StringProperty(name="Sound Strip", description="Sound strip of this scene's sequencer")
+    # Explicit numbers: a .blend saved before Automatic existed keeps the choice it stored.
     transcript_source: EnumProperty(
         name="Transcript",
         items=[
-            ("NONE", "None", "Recognize the phones from the audio alone"),
-            ("TYPED", "Typed", "The words typed here"),
-            ("TEXT", "Text Block", "The words in a text block"),
+            ("AUTO", "Automatic", "Recognize the words, then align them (no typing needed)", 3),
+            ("TYPED", "Typed", "The words typed here", 1),
+            ("TEXT", "Text Block", "The words in a text block (Use as Transcript makes one to correct)", 2),
+            ("NONE", "None (phones)", "Recognize phones only, no words (the old path)", 0),
         ],
-        default="NONE",
-        description="The words spoken: optional, makes the timing of every phone more exact",
+        default="AUTO",
+        description="The words spoken: recognized automatically, or typed for exact words",
     )
     transcript: StringProperty(name="Words")
+    recognized_text: StringProperty(
+        name="Heard",
+        description="The words the backend recognized in the last lip-sync (Use as Transcript to fix them)",
+    )
     transcript_text: PointerProperty(type=bpy.types.Text, name="Text Block")
     start: EnumProperty(
         name="Start",

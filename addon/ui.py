@@ -29,6 +29,21 @@ def _names(names: list[str], limit: int = MAX_UNMATCHED_SHOWN) -> str:
     return ", ".join(names[:limit]) + more
 
 
+def draw_heard(layout: bpy.types.UILayout, text: str, width: int = 48) -> None:
+    """The words recognized in the last lip-sync, wrapped, with the button that makes them editable."""
+    column = layout.column(align=True)
+    column.label(text="Heard:", icon="OUTLINER_OB_SPEAKER")
+    line = ""
+    for word in text.split():
+        if len(line) + len(word) + 1 > width:
+            column.label(text=line)
+            line = ""
+        line = f"{line} {word}".strip()
+    if line:
+        column.label(text=line)
+    column.operator("steadytalk.use_as_transcript", icon="TEXT")
+
+
 def draw_character(layout: bpy.types.UILayout, context: bpy.types.Context, obj: bpy.types.Object) -> None:
     """What lip-sync will drive on the active object's character, and why."""
     selected = [o for o in context.selected_objects if o != obj]
@@ -105,6 +120,8 @@ class STEADYTALK_PT_main(bpy.types.Panel):
             box.prop(settings, "transcript", text="")
         elif settings.transcript_source == "TEXT":
             box.prop(settings, "transcript_text", text="")
+        if settings.recognized_text:
+            draw_heard(box, settings.recognized_text)
         row = box.row(align=True)
         row.prop(settings, "start")
         if settings.start == "CUSTOM":

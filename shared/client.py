@@ -207,12 +207,15 @@ class BackendClient:
         progress: ProgressCallback | None = None,
         cancelled: Callable[[], bool] | None = None,
         avatar: str | None = None,
+        recognizer: str = "words",
     ) -> LipsyncResult:
         """Lip-sync audio on the backend. ``audio`` is the file's bytes or a local path whose
-        bytes are sent (the backend never reads client paths). With ``avatar`` (a name the
+        bytes are sent (the backend never reads client paths). Without a transcript,
+        ``recognizer`` "words" (the default) recognizes the words and aligns them, "phones"
+        recognizes phones only. With ``avatar`` (a name the
         backend knows), in that person's manner: their audio-to-expression model and smoother."""
         data = audio if isinstance(audio, bytes) else Path(audio).read_bytes()
-        body: dict = {"fps": float(fps), "smoothing": float(smoothing)}
+        body: dict = {"fps": float(fps), "smoothing": float(smoothing), "recognizer": recognizer}
         if avatar is not None:
             body["avatar"] = avatar
         if transcript is not None:
@@ -417,4 +420,6 @@ def result_from_reply(reply: Message) -> LipsyncResult:
         warnings=list(body.get("warnings", [])),
         channels=tuple(body["channels"]),
         schema_version=int(body["schema_version"]),
+        transcript_text=(body.get("transcript") or {}).get("text", ""),
+        transcript_source=(body.get("transcript") or {}).get("source", ""),
     )

@@ -27,6 +27,35 @@ class Phone:
     word: str = ""
 
 
+@dataclass(frozen=True)
+class WordSpan:
+    """One aligned word (as the aligner spelled it: lower case, numbers in words), in seconds."""
+
+    word: str
+    start: float
+    end: float
+
+
+# How the phones were found: aligned to a typed transcript, aligned to recognized words, or
+# recognized as phones (no words). Results written before recognized words existed say
+# "recognition" for the last.
+MODES = ("alignment", "recognized", "phones")
+_LEGACY_MODES = {"recognition": "phones"}
+
+
+def words_of_phones(phones: list[Phone]) -> list[WordSpan]:
+    """The words of an alignment with their spans (consecutive phones of one word)."""
+    words: list[WordSpan] = []
+    for p in phones:
+        if not p.word:
+            continue
+        if words and words[-1].word == p.word and abs(words[-1].end - p.start) < 1e-6:
+            words[-1] = WordSpan(p.word, words[-1].start, p.end)
+        else:
+            words.append(WordSpan(p.word, p.start, p.end))
+    return words
+
+
 @dataclass
 class LipsyncResult:
     fps: float
@@ -35,11 +64,23 @@ class LipsyncResult:
     sigma: np.ndarray  # (T,) Gaussian kernel width per frame, in frames (after strength)
     phones: list[Phone]
     duration: float  # seconds of audio
-    mode: str  # "alignment" (transcript) or "recognition"
+    mode: str  # one of MODES
     smoothing_strength: float = 1.0
     warnings: list[str] = field(default_factory=list)
     channels: tuple[str, ...] = CHANNELS
     schema_version: int = SCHEMA_VERSION
+    # The words the phones were aligned to: typed by the user, or recognized (then "source" is
+    # "recognized" and the text is the recognizer's, for the user to correct and run again).
+    transcript_text: str = ""
+    transcript_source: str = ""  # "typed", "recognized" or "" (phones only)
+
+    @property
+    def words(self) -> list[WordSpan]:
+        return words_of_phones(self.phones)
+
+    @property
+    def transcript(self) -> dict | None:
+        return {"text": self.transcript_text, "source": self.transcript_source} if self.transcript_source else None
 
     @property
     def num_frames(self) -> int:
@@ -61,6 +102,8 @@ class LipsyncResult:
                 for p in self.phones
             ],
             "warnings": list(self.warnings),
+            "transcript": self.transcript,
+            "words": [{"word": w.word, "start": round(w.start, 4), "end": round(w.end, 4)} for w in self.words],
         }
 
     @classmethod
@@ -75,11 +118,13 @@ class LipsyncResult:
             sigma=np.asarray(data["sigma"], dtype=np.float32),
             phones=[Phone(p["phone"], p["start"], p["end"], p.get("word", "")) for p in data["phones"]],
             duration=float(data["duration"]),
-            mode=data["mode"],
+            mode=_LEGACY_MODES.get(data["mode"], data["mode"]),
             smoothing_strength=float(data.get("smoothing_strength", 1.0)),
             warnings=list(data.get("warnings", [])),
             channels=tuple(data["channels"]),
             schema_version=version,
+            transcript_text=(data.get("transcript") or {}).get("text", ""),
+            transcript_source=(data.get("transcript") or {}).get("source", ""),
         )
 
     def write_json(self, path: str | Path) -> None:

@@ -95,3 +95,37 @@ def sound_strips_supported() -> bool:
         return False
     finally:
         bpy.data.scenes.remove(scene)
+
+
+class RecordingLayout:
+    """Stands in for Blender's UILayout (there is no window in the ``bpy`` module): records the
+    labels, and checks every property and operator the panel names really exists."""
+
+    def __init__(self, lines: list[str] | None = None) -> None:
+        self.lines = [] if lines is None else lines
+
+    def _nested(self, *args, **kwargs) -> RecordingLayout:
+        return RecordingLayout(self.lines)
+
+    box = row = column = split = _nested
+
+    def label(self, text: str = "", icon: str = "NONE") -> None:
+        self.lines.append(text)
+
+    def prop(self, data, name: str, **kwargs) -> None:
+        assert name in data.bl_rna.properties, f"{type(data).__name__} has no property {name!r}"
+
+    def prop_search(self, data, name: str, search_data, search_name: str, **kwargs) -> None:
+        self.prop(data, name)
+        assert search_name in search_data.bl_rna.properties, search_name
+
+    def operator(self, idname: str, **kwargs) -> None:
+        module, _, name = idname.partition(".")
+        assert hasattr(getattr(bpy.ops, module), name) and getattr(getattr(bpy.ops, module), name).idname()
+
+    def template_list(self, list_type, list_id, data, name, active_data, active_name, **kwargs) -> None:
+        self.prop(data, name)
+        self.prop(active_data, active_name)
+
+    def progress(self, **kwargs) -> None:
+        pass

@@ -4,6 +4,8 @@ a real ZeroMQ server on a random loopback port, torch for the smoother."""
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 import threading
 from importlib import resources
 from pathlib import Path
@@ -30,6 +32,18 @@ def extension_package():
         sys.modules[EXTENSION_PACKAGE] = package
         spec.loader.exec_module(package)
     return sys.modules[EXTENSION_PACKAGE]
+
+
+def serve_process() -> tuple[subprocess.Popen, str]:
+    """``steadytalk serve`` in its own process on a free loopback port: (process, endpoint)."""
+    endpoint = f"tcp://127.0.0.1:{unused_loopback_port()}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "steadytalk_backend.cli", "serve", "--bind", endpoint],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return proc, endpoint
 
 
 def unused_loopback_port() -> int:

@@ -16,7 +16,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from blender_rigs import activate, mesh_with_keys, sound_strips_supported  # noqa: E402
+from blender_rigs import RecordingLayout, activate, mesh_with_keys, sound_strips_supported  # noqa: E402
 from conftest import EXTENSION_PACKAGE, extension_module, register_addon, unused_loopback_port  # noqa: E402
 
 from steadytalk_shared import mapping  # noqa: E402
@@ -324,3 +324,41 @@ def test_one_undo_step_removes_the_result(addon, demo_wav):
     assert not [a for a in bpy.data.actions if a.name.startswith("SteadyTalk")]
     bpy.ops.ed.redo()
     assert bpy.data.objects[name].steadytalk.result_action is not None
+
+
+def test_automatic_transcript_then_use_as_transcript_and_rerun(addon, demo_wav, demo_transcript):
+    """The fix-and-rerun loop: Automatic recognizes the words and shows them; Use as Transcript
+    puts them in a text block; the user corrects a word; the next run aligns to the corrected
+    text (mode alignment), replacing the first result."""
+    from steadytalk_backend.lipsync.text import normalize_transcript
+
+    scene = bpy.context.scene
+    assert scene.steadytalk.transcript_source == "AUTO"  # the default
+    obj = add_rig()
+    lipsync_once(addon, audio_path=str(demo_wav), key_mode="DENSE")
+    level, message = addon.last_message
+    assert level in ("INFO", "WARNING") and "recognized" in message, message
+    heard = scene.steadytalk.recognized_text
+    expected = normalize_transcript(demo_transcript)
+    assert len(set(normalize_transcript(heard)) & set(expected)) >= 0.7 * len(set(expected)), heard
+    panel = type("Panel", (), {"layout": RecordingLayout()})()
+    extension_module("ui").STEADYTALK_PT_main.draw(panel, bpy.context)
+    assert "Heard:" in panel.layout.lines and heard.split()[0] in " ".join(panel.layout.lines)
+
+    assert bpy.ops.steadytalk.use_as_transcript() == {"FINISHED"}
+    text = scene.steadytalk.transcript_text
+    assert scene.steadytalk.transcript_source == "TEXT" and text.as_string().strip() == heard
+    text.from_string(demo_transcript)  # the user corrects the words
+    lipsync_once(addon)
+    level, message = addon.last_message
+    assert level == "INFO" and "alignment" in message, message
+    assert scene.steadytalk.recognized_text == ""
+    assert len([a for a in bpy.data.actions if a.name.startswith("SteadyTalk")]) == 1
+    assert obj.steadytalk.result_action is not None
+
+
+def test_none_transcript_means_phones_only(addon, demo_wav):
+    add_rig()
+    lipsync_once(addon, audio_path=str(demo_wav), transcript_source="NONE")
+    level, message = addon.last_message
+    assert "phones" in message and bpy.context.scene.steadytalk.recognized_text == ""

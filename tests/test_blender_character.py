@@ -11,6 +11,7 @@ bpy = pytest.importorskip("bpy")
 
 from blender_rigs import (  # noqa: E402
     FPS,
+    RecordingLayout,
     activate,
     apply,
     armature,
@@ -257,40 +258,6 @@ def test_overlapping_lines_of_one_character_get_their_own_nla_tracks(addon, resu
     k = length - 88 + int(np.argmax(jaw[length - 88 :]))
     assert jaw[k] > 0.15 and abs(jaw[k] - jaw[-1]) > 0.1
     assert value_at(head, "jawOpen", 100 + k) == pytest.approx(jaw[k], abs=0.011)
-
-
-class RecordingLayout:
-    """Stands in for Blender's UILayout (there is no window in the ``bpy`` module): records the
-    labels, and checks every property and operator the panel names really exists."""
-
-    def __init__(self, lines: list[str] | None = None) -> None:
-        self.lines = [] if lines is None else lines
-
-    def _nested(self, *args, **kwargs) -> RecordingLayout:
-        return RecordingLayout(self.lines)
-
-    box = row = column = split = _nested
-
-    def label(self, text: str = "", icon: str = "NONE") -> None:
-        self.lines.append(text)
-
-    def prop(self, data, name: str, **kwargs) -> None:
-        assert name in data.bl_rna.properties, f"{type(data).__name__} has no property {name!r}"
-
-    def prop_search(self, data, name: str, search_data, search_name: str, **kwargs) -> None:
-        self.prop(data, name)
-        assert search_name in search_data.bl_rna.properties, search_name
-
-    def operator(self, idname: str, **kwargs) -> None:
-        module, _, name = idname.partition(".")
-        assert hasattr(getattr(bpy.ops, module), name) and getattr(getattr(bpy.ops, module), name).idname()
-
-    def template_list(self, list_type, list_id, data, name, active_data, active_name, **kwargs) -> None:
-        self.prop(data, name)
-        self.prop(active_data, active_name)
-
-    def progress(self, **kwargs) -> None:
-        pass
 
 
 def test_the_panel_shows_the_character_and_the_dialogue_strips(addon, result, demo_wav):

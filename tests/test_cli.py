@@ -123,3 +123,24 @@ def test_output_path_that_is_a_folder(demo_wav, tmp_path):
     proc = run("lipsync", demo_wav, "--out", tmp_path)
     assert_user_error(proc, "is a folder")
     assert list(tmp_path.parent.glob("*.partial")) == []
+
+
+def test_without_transcript_the_words_heard_are_printed_and_written(demo_wav, tmp_path):
+    out = tmp_path / "o.json"
+    proc = run("lipsync", demo_wav, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "recognized" in proc.stdout and 'heard        "' in proc.stdout
+    assert "loading the word recognizer" in proc.stdout
+    data = json.loads(out.read_text())
+    assert data["mode"] == "recognized" and data["transcript"]["source"] == "recognized"
+    assert data["words"] and {"word", "start", "end"} <= set(data["words"][0])
+    phones = run("lipsync", demo_wav, "--recognizer", "phones", "--out", out)
+    assert phones.returncode == 0 and json.loads(out.read_text())["mode"] == "phones"
+
+
+def test_a_model_setting_that_points_nowhere_is_a_user_error(demo_wav, tmp_path):
+    proc = run("lipsync", demo_wav, "--asr-model", tmp_path / "nope", "--out", tmp_path / "o.json")
+    assert_user_error(proc, "(--asr-model) does not exist")
+    assert not (tmp_path / "o.json").exists()
+    serve = run("serve", "--bind", "tcp://127.0.0.1:0", "--asr-model", tmp_path)
+    assert_user_error(serve, "is not a faster-whisper model folder")

@@ -7,6 +7,7 @@ import soundfile as sf
 from steadytalk_backend.errors import TranscriptError
 from steadytalk_backend.lipsync.audio import AudioConfig
 from steadytalk_backend.lipsync.engine import EngineConfig, LipsyncEngine
+from steadytalk_backend.lipsync.text import normalize_transcript
 from steadytalk_shared.curves import LipsyncResult, num_frames_for
 from steadytalk_shared.schema import CHANNELS, NUM_CHANNELS, lip_aperture
 
@@ -27,8 +28,6 @@ def words_of(result):
 
 
 def test_alignment_finds_every_word_in_order(aligned, demo_transcript):
-    from steadytalk_backend.lipsync.phonetics import normalize_transcript
-
     assert aligned.mode == "alignment"
     assert [w[0] for w in words_of(aligned)] == normalize_transcript(demo_transcript)
     starts = [p.start for p in aligned.phones]
@@ -64,11 +63,30 @@ def test_fractional_fps_frame_count(engine, demo_wav, demo_transcript):
     assert result.fps == pytest.approx(29.97, abs=1e-3)
 
 
-def test_recognition_without_transcript(engine, demo_wav):
-    result = engine.run(demo_wav, None, fps=25.0)
-    assert result.mode == "recognition"
+def test_phone_recognition_without_transcript(engine, demo_wav):
+    result = engine.run(demo_wav, None, fps=25.0, recognizer="phones")
+    assert result.mode == "phones"
+    assert result.transcript is None and result.words == []
     assert sum(p.phone != "SIL" for p in result.phones) > 30
     assert lip_aperture(result.smoothed).max() > 0.3
+
+
+def test_recognized_words_are_aligned_without_transcript(engine, demo_wav, demo_transcript):
+    result = engine.run(demo_wav, None, fps=25.0)
+    assert result.mode == "recognized" and result.transcript["source"] == "recognized"
+    heard = normalize_transcript(result.transcript["text"])
+    expected = normalize_transcript(demo_transcript)
+    assert len(set(heard) & set(expected)) >= 0.7 * len(set(expected)), heard
+    words = result.words
+    assert [w.word for w in words] == heard  # this clip: every recognized word aligned, in order
+    assert all(a.end <= b.start + 1e-6 and a.start < a.end for a, b in zip(words, words[1:], strict=False))
+    data = result.to_dict()
+    assert data["transcript"] == result.transcript and data["words"][0]["word"] == heard[0]
+
+
+def test_unknown_recognizer_is_refused(engine, demo_wav):
+    with pytest.raises(ValueError, match="recognizer must be one of"):
+        engine.run(demo_wav, None, recognizer="whisper")
 
 
 @pytest.mark.parametrize(
@@ -78,19 +96,22 @@ def test_recognition_without_transcript(engine, demo_wav):
 )
 def test_wrong_or_incomplete_transcript_falls_back_with_warning(engine, demo_wav, transcript):
     result = engine.run(demo_wav, transcript, fps=25.0)
-    assert result.mode == "recognition"
-    assert any("transcript" in w and "phone recognition" in w for w in result.warnings)
+    assert result.mode == "recognized" and result.transcript["source"] == "recognized"
+    assert any("transcript" in w and "Recognized the speech instead" in w for w in result.warnings)
     assert lip_aperture(result.smoothed).max() > 0.3
 
 
-def test_unknown_words_fall_back_with_warning(engine, demo_wav):
-    result = engine.run(demo_wav, "Peter built a zorblaxian qwfpgj boat", fps=25.0)
-    assert result.mode == "recognition"
-    assert any("zorblaxian" in w and "qwfpgj" in w for w in result.warnings)
-
-
 def test_empty_transcript_means_recognition(engine, demo_wav):
-    assert engine.run(demo_wav, "   ", fps=25.0).mode == "recognition"
+    assert engine.run(demo_wav, "   ", fps=25.0).mode == "recognized"
+
+
+def test_transcript_far_longer_than_the_audio_is_refused_quickly(engine, demo_wav):
+    import time
+
+    started = time.perf_counter()
+    with pytest.raises(TranscriptError, match="more than .* of audio can hold"):
+        engine.run(demo_wav, "word " * 350_000)
+    assert time.perf_counter() - started < 10.0
 
 
 def test_punctuation_only_transcript_is_an_error(engine, demo_wav):

@@ -47,8 +47,8 @@ def test_lip_closes_on_bin_blue_by(engine, grid):
     ["vctk_p240_00000.mp3", "jfk_inaugural_1961_11s.flac", "librivox_sense_and_sensibility_0870.wav"],
 )
 def test_other_speakers_and_formats(engine, shared_data, name):
-    result = engine.run(shared_data / "audio" / name, None, fps=30.0)
-    assert result.mode == "recognition"
+    result = engine.run(shared_data / "audio" / name, None, fps=30.0, recognizer="phones")
+    assert result.mode == "phones"
     aperture = lip_aperture(result.smoothed)
     assert aperture.max() > 0.3
     assert np.mean(aperture > 0.1) > 0.2  # the mouth moves during speech
@@ -65,13 +65,18 @@ def test_jfk_with_transcript(engine, shared_data):
     assert spoken[:4] == ["and", "so", "my", "fellow"] and spoken[-2:] == ["your", "country"]
 
 
-def test_evaluation_meets_targets_with_transcript(grid, tmp_path):
-    """The issue's targets with a transcript: closure >= 90%, rest >= 95%."""
+def test_evaluation_meets_targets_with_and_without_transcript(grid, tmp_path):
+    """Typed: closure >= 90%, rest >= 95%. Recognized words (no transcript): closure >= 92%,
+    rest and open vowel >= 95%, better than phones alone; the recognizer's WER is reported."""
     report = evaluate_lipsync(grid, fps=25.0, log=lambda *_: None)
-    with_text = report["articulation"]["with transcript"]
+    with_text = report["articulation"]["typed transcript"]
     assert with_text["bilabial_closure_rate"] >= 0.9
     assert with_text["rest_rate"] >= 0.95
     assert with_text["open_vowel_rate"] >= 0.8
+    recognized, phones = report["articulation"]["recognized words"], report["articulation"]["phones only"]
+    assert recognized["bilabial_closure_rate"] >= 0.92 > phones["bilabial_closure_rate"]
+    assert recognized["rest_rate"] >= 0.95 and recognized["open_vowel_rate"] >= 0.95
+    assert 0.0 < report["recognizer"]["word_error_rate"] < 0.6
     # the adaptive smoother must not lose closures that the fixed Gaussian loses
     stability = report["stability"]
     assert stability["adaptive"]["bilabial_closure_rate"] >= stability["raw"]["bilabial_closure_rate"] - 0.05
@@ -79,11 +84,17 @@ def test_evaluation_meets_targets_with_transcript(grid, tmp_path):
 
 @pytest.mark.slow
 def test_issue_targets_on_the_training_video(shared_data):
-    """The issue's targets on the 100 clips of the training video (134 bilabial words): closure
-    >= 90% with transcript and >= 75% without; rest >= 95%."""
-    report = evaluate_lipsync(shared_data / "video" / "grid_s1_train_300s.mp4", fps=25.0, log=lambda *_: None)
-    with_text, without = report["articulation"]["with transcript"], report["articulation"]["without transcript"]
+    """The targets on the 100 clips of the training video (134 bilabial words): closure >= 90%
+    typed and >= 92% from recognized words; rest >= 95% (phones only: the held-out test)."""
+    report = evaluate_lipsync(
+        shared_data / "video" / "grid_s1_train_300s.mp4",
+        fps=25.0,
+        log=lambda *_: None,
+        modes=("typed transcript", "recognized words"),
+    )
+    articulation = report["articulation"]
+    with_text, recognized = articulation["typed transcript"], articulation["recognized words"]
     assert with_text["bilabial_words"] > 100
     assert with_text["bilabial_closure_rate"] >= 0.90
-    assert without["bilabial_closure_rate"] >= 0.75
-    assert with_text["rest_rate"] >= 0.95 and without["rest_rate"] >= 0.95
+    assert recognized["bilabial_closure_rate"] >= 0.92 and recognized["rest_rate"] >= 0.95
+    assert with_text["rest_rate"] >= 0.95

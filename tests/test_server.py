@@ -2,8 +2,6 @@
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -11,6 +9,7 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
+from conftest import serve_process
 
 from steadytalk_shared import protocol as wire
 from steadytalk_shared.client import BackendClient, BackendError, BackendUnavailable
@@ -206,17 +205,7 @@ def test_stale_replies_are_dropped(server):
 
 
 def test_serve_command_stops_cleanly_on_sigterm():
-    context = zmq.Context.instance()
-    probe = context.socket(zmq.ROUTER)
-    port = probe.bind_to_random_port("tcp://127.0.0.1")
-    probe.close(linger=0)
-    endpoint = f"tcp://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "steadytalk_backend.cli", "serve", "--bind", endpoint],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, endpoint = serve_process()
     try:
         with BackendClient(endpoint, timeout=15.0, retries=0) as c:
             assert c.ping()["protocol"] == wire.PROTOCOL_VERSION

@@ -36,6 +36,21 @@ def add_transcript_options(parser: argparse.ArgumentParser, typed_help: str) -> 
     text.add_argument("--transcript-file", type=Path, help="a UTF-8 text file with the words spoken")
 
 
+def add_recognizer_options(parser: argparse.ArgumentParser) -> None:
+    """How speech without a typed transcript is read: ``--recognizer`` and ``--asr-model``."""
+    parser.add_argument(
+        "--recognizer",
+        choices=("words", "phones"),
+        default="words",
+        help="without a transcript: recognize the words and align them (default), or phones only (the old path)",
+    )
+    parser.add_argument(
+        "--asr-model",
+        help="a faster-whisper model folder for word recognition (default: $STEADYTALK_ASR_MODEL, "
+        "else the bundled tiny.en)",
+    )
+
+
 def read_transcript(args: argparse.Namespace) -> str | None:
     if args.transcript_file is None:
         return args.transcript

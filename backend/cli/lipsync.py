@@ -15,6 +15,7 @@ from steadytalk_shared.schema import CHANNELS, lip_aperture
 from ..atomic import atomic_output
 from .common import (
     ProgressBar,
+    add_recognizer_options,
     add_transcript_options,
     check_outputs,
     positive_fps,
@@ -29,7 +30,8 @@ DEMO_TRANSCRIPT = "demo_speech.txt"
 def register(sub: argparse._SubParsersAction) -> None:
     lipsync = sub.add_parser("lipsync", help="audio -> smoothed ARKit mouth curves (JSON, CSV)")
     lipsync.add_argument("audio", type=Path, help="speech: WAV, FLAC, MP3, OGG, M4A/AAC or a video's soundtrack")
-    add_transcript_options(lipsync, "the words spoken (forced alignment: much more accurate)")
+    add_transcript_options(lipsync, "the words spoken (forced alignment to exactly these words)")
+    add_recognizer_options(lipsync)
     lipsync.add_argument("--fps", type=positive_fps, default=25.0, help="frame rate of the curves (29.97 works)")
     lipsync.add_argument(
         "--smoothing", type=smoothing_strength, default=1.0, help="adaptive smoothing strength: 0 off, 1 default"
@@ -55,10 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def summary(result, elapsed: float) -> str:
     aperture = lip_aperture(result.smoothed)
     speech = [p for p in result.phones if p.phone != "SIL"]
+    heard = [f'  heard        "{result.transcript_text}"'] if result.transcript_source == "recognized" else []
     active = [CHANNELS[i] for i in np.argsort(-result.smoothed.max(axis=0))[:5] if result.smoothed[:, i].max() > 0.05]
     return "\n".join(
         [
             f"  audio        {result.duration:.2f} s, {result.mode} ({len(speech)} phones)",
+            *heard,
             f"  frames       {result.num_frames} at {result.fps:g} fps, {len(result.channels)} channels",
             f"  smoothing    strength {result.smoothing_strength:g}, kernel sigma {result.sigma.min():.2f}"
             f"-{result.sigma.max():.2f} frames (median {np.median(result.sigma):.2f})",
@@ -82,24 +86,31 @@ def write_outputs(result, out: Path, csv_path: Path | None) -> None:
 def cmd_lipsync(args: argparse.Namespace) -> int:
     from ..lipsync.audio import AudioConfig
     from ..lipsync.engine import EngineConfig, LipsyncEngine
+    from ..lipsync.recognizer import WordRecognizerConfig
 
     check_outputs(args.out, args.csv)
     transcript = read_transcript(args)
-    config = (
-        EngineConfig() if args.max_duration is None else EngineConfig(audio=AudioConfig(max_seconds=args.max_duration))
-    )
+    audio = AudioConfig() if args.max_duration is None else AudioConfig(max_seconds=args.max_duration)
+    engine = LipsyncEngine(EngineConfig(audio=audio, words=WordRecognizerConfig(model=args.asr_model)))
     bar = ProgressBar(enabled=not args.quiet and sys.stderr.isatty())
+    # Loading the recognizer is reported apart: a server loads it once, not per request.
+    loading = engine.load() if transcript is None and args.recognizer == "words" else 0.0
     started = time.perf_counter()
     try:
-        result = LipsyncEngine(config).run(args.audio, transcript, fps=args.fps, strength=args.smoothing, progress=bar)
+        result = engine.run(
+            args.audio, transcript, fps=args.fps, strength=args.smoothing, progress=bar, recognizer=args.recognizer
+        )
     finally:
         bar.close()
+        engine.close()
     elapsed = time.perf_counter() - started
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     write_outputs(result, args.out, args.csv)
     print(f"wrote {args.out}" + (f" and {args.csv}" if args.csv else ""))
     print(summary(result, elapsed))
+    if loading:
+        print(f"               (+ {loading:.2f} s loading the word recognizer)")
     return 0
 
 
@@ -112,6 +123,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         transcript = (data / DEMO_TRANSCRIPT).read_text(encoding="utf-8").strip()
         print(f'Lip-sync of the bundled clip {DEMO_AUDIO}: "{transcript}"')
         engine = LipsyncEngine()
+        print(f"(word recognizer loaded in {engine.load():.2f} s, once per process)")
         for label, text in (("with_transcript", transcript), ("without_transcript", None)):
             started = time.perf_counter()
             result = engine.run(audio, text, fps=30.0)
@@ -120,6 +132,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             write_outputs(result, out, out.with_suffix(".csv"))
             print(f"\nwrote {out} and {out.with_suffix('.csv')}")
             print(summary(result, elapsed))
+        engine.close()
     return 0
 
 

@@ -76,7 +76,13 @@ def _render_one(args: argparse.Namespace, transcript: str | None) -> int:
     bar = ProgressBar(not args.quiet)
     try:
         summary = render_audio(
-            renderer, reference, args.audio, args.out, transcript, RenderConfig(full_frame=not args.crop), bar
+            renderer,
+            reference,
+            args.audio,
+            args.out,
+            transcript,
+            RenderConfig(full_frame=not args.crop, smoothing=args.smoothing),
+            bar,
         )
     finally:
         bar.close()

@@ -24,6 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--keys", type=Path, help="CURVE keys folder (steadytalk keys); required off loopback")
     serve.add_argument("--device", help="renderer device: cpu, cuda or cuda:N (default: cuda when there is one)")
     serve.add_argument("--max-frames", type=int, default=64, help="most frames in one render request")
+    serve.add_argument(
+        "--asr-model",
+        help="faster-whisper model folder for word recognition (default: $STEADYTALK_ASR_MODEL, else bundled tiny.en)",
+    )
+    serve.add_argument("--job-memory-mb", type=int, default=2500, help="a lip-sync job past this size is stopped")
     serve.set_defaults(handler=cmd_serve)
 
     keys = sub.add_parser("keys", help="CURVE keys so the backend can listen beyond this computer")
@@ -33,8 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from ..lipsync.recognizer import resolve_model
+    from ..service.lipsync_worker import WorkerLimits
     from ..service.server import LipsyncServer, ServerConfig
 
+    resolve_model(args.asr_model)  # a bad model setting stops here, not at the first request
     for folder in args.avatars:
         if not folder.is_dir():
             raise SteadyTalkError(f"--avatars {folder} is not a folder.", "Give the folder that holds your avatars.")
@@ -46,6 +54,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         keys=args.keys,
         device=args.device,
         max_frames_per_request=args.max_frames,
+        asr_model=args.asr_model,
+        lipsync_limits=WorkerLimits(memory_mb=args.job_memory_mb),
+        preload=True,
     )
     server = LipsyncServer(config)
     server.install_signal_handlers()

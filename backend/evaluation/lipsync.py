@@ -1,7 +1,9 @@
 """`steadytalk eval lipsync DIR`: articulation and stability metrics on GRID-style clips.
 
 For each clip (``NAME.16k.wav`` or ``NAME.wav``, ``NAME.align`` with word times in 1/25000 s,
-transcripts in ``transcripts.tsv``) the engine runs with and without the transcript, and the
+transcripts in ``transcripts.tsv``) the engine runs in its three modes: aligned to the typed
+transcript, aligned to the words it recognized (the default without a transcript), and phone
+recognition; the recognizer's word error rate against the transcript is reported. The
 lip aperture of the smoothed curves (``steadytalk_shared.schema.lip_aperture``) is scored:
 
 - bilabial closure rate: of the words whose pronunciation starts with P, B or M (CMU
@@ -36,7 +38,8 @@ from steadytalk_shared.smoothing import gaussian_smooth, moving_average
 from ..errors import SteadyTalkError
 from ..lipsync.audio import SAMPLE_RATE, load_audio
 from ..lipsync.engine import LipsyncEngine
-from ..lipsync.phonetics import normalize_transcript, pronunciation_dictionary
+from ..lipsync.phonetics import pronunciation_dictionary
+from ..lipsync.text import normalize_transcript
 
 ALIGN_UNITS_PER_SECOND = 25_000.0
 SILENCE_WORDS = {"sil", "sp"}  # GRID marks silence and short pauses as words
@@ -184,15 +187,46 @@ def smoothing_variants(raw: np.ndarray, smoothed: np.ndarray) -> dict[str, np.nd
     }
 
 
-def evaluate_lipsync(directory: Path, fps: float = 25.0, speech_dir: Path | None = None, log=print) -> dict:
+def word_error_rate(reference: list[str], hypothesis: list[str]) -> float:
+    """(substitutions + deletions + insertions) / reference words, by edit distance."""
+    previous = list(range(len(hypothesis) + 1))
+    for i, ref in enumerate(reference, start=1):
+        current = [i]
+        for j, hyp in enumerate(hypothesis, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref != hyp)))
+        previous = current
+    return previous[-1] / max(len(reference), 1)
+
+
+# The three ways the engine finds phones: (report name, transcript?, recognizer).
+MODES = (
+    ("typed transcript", True, "words"),
+    ("recognized words", False, "words"),
+    ("phones only", False, "phones"),
+)
+
+
+def evaluate_lipsync(
+    directory: Path, fps: float = 25.0, speech_dir: Path | None = None, log=print, modes: tuple[str, ...] | None = None
+) -> dict:
+    """The report; ``modes`` picks some of MODES by name (all by default)."""
     engine = LipsyncEngine()
     clips = find_clips(directory)
-    by_mode = {"with transcript": Scores(), "without transcript": Scores()}
+    chosen = [m for m in MODES if modes is None or m[0] in modes]
+    by_mode = {name: Scores() for name, _, _ in chosen}
+    errors, reference_words, fell_back = 0.0, 0, 0
     stability: dict[str, Scores] = {}
     for index, clip in enumerate(clips, start=1):
-        for mode, transcript in (("with transcript", clip.transcript), ("without transcript", None)):
-            result = engine.run(clip.audio, transcript=transcript, fps=fps)
+        for mode, typed, recognizer in chosen:
+            transcript = clip.transcript if typed else None
+            result = engine.run(clip.audio, transcript=transcript, fps=fps, recognizer=recognizer)
             score_clip(lip_aperture(result.smoothed), fps, clip, by_mode[mode])
+            if not typed and recognizer == "words":
+                reference = normalize_transcript(clip.transcript)
+                heard = normalize_transcript(result.transcript["text"]) if result.transcript else []
+                errors += word_error_rate(reference, heard) * len(reference)
+                reference_words += len(reference)
+                fell_back += result.mode != "recognized"
             if transcript is not None:
                 for name, curves in smoothing_variants(result.raw, result.smoothed).items():
                     scores = stability.setdefault(name, Scores())
@@ -205,13 +239,20 @@ def evaluate_lipsync(directory: Path, fps: float = 25.0, speech_dir: Path | None
         p for p in (speech_dir.iterdir() if speech_dir else []) if p.suffix in {".wav", ".flac", ".mp3", ".ogg"}
     )
     for path in speech_files:
-        result = engine.run(path, fps=fps)
+        result = engine.run(path, fps=fps, transcript=None)
         for name, curves in smoothing_variants(result.raw, result.smoothed).items():
             speech_msi.setdefault(name, []).append(curve_msi(curves))
 
+    engine.close()
     report = {
         "fps": fps,
         "clips": len(clips),
+        "recognizer": {
+            "model": engine.word_recognizer().model_name,
+            "word_error_rate": errors / max(reference_words, 1),
+            "reference_words": reference_words,
+            "clips_on_phones": fell_back,
+        },
         "articulation": {
             mode: {
                 "bilabial_closure_rate": s.closure.rate,
@@ -245,6 +286,13 @@ def format_report(report: dict) -> str:
             f"{mode:22s}{a['bilabial_closure_rate']:>9.1%} {a['open_vowel_rate']:>11.1%} {a['rest_rate']:>7.1%}"
             f"   (n = {a['bilabial_words']} / {a['open_vowel_words']} words, {a['rest_frames']} frames)"
         )
+    if "recognizer" in report:
+        r = report["recognizer"]
+        lines += [
+            "",
+            f"recognizer word error rate {r['word_error_rate']:.1%} over {r['reference_words']} words "
+            f"({r['clips_on_phones']} clips fell back to phones); model {r['model']}",
+        ]
     lines += ["", "Stability (curve MSI, higher is steadier; with transcript)", ""]
     lines.append(f"{'':30s}{'MSI GRID':>10s}{'MSI speech':>12s}{'closure':>10s}{'open vowel':>12s}")
     for name, s in report["stability"].items():

@@ -1,6 +1,7 @@
 """The lip-sync engine: audio (+ optional transcript) -> adaptively smoothed ARKit curves.
 
-    audio --(16 kHz mono, chunks cut at pauses)--> phones (alignment or recognition)
+    audio --(16 kHz mono, chunks cut at pauses)--> phones: aligned to the typed transcript,
+            or to the words a recognizer heard (untyped.py), or recognized as phones
           --> frame energy --> viseme coarticulation --> raw curves
           --> adaptive Gaussian smoothing (numpy, shared/) --> LipsyncResult
 
@@ -11,6 +12,7 @@ per-frame outputs (about 4 KB per second of audio at 30 fps).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,13 +22,19 @@ from steadytalk_shared.curves import LipsyncResult, Phone, frame_times, num_fram
 from steadytalk_shared.schema import rest_pose
 from steadytalk_shared.smoothing import AdaptiveSmoother, default_smoother
 
-from ..errors import CancelledError, TranscriptError
+from ..errors import TranscriptError
+from .align_pool import AlignmentPool
 from .audio import SAMPLE_RATE, AudioConfig, AudioSource, AudioStream, peak_dbfs
-from .phonetics import SILENCE, Phonetizer, RecognizerConfig, normalize_transcript
-from .prosody import HOP, HOP_SECONDS, frame_energy_db
+from .phonetics import SILENCE, Phonetizer, RecognizerConfig
+from .prosody import HOP_SECONDS, frame_energy_db
+from .recognizer import WordRecognizer, WordRecognizerConfig
+from .text import normalize_transcript
+from .untyped import UntypedDecoder, chunks_at_pauses
 from .visemes import CoarticulationConfig, phones_to_curves
 
 log = logging.getLogger(__name__)
+
+RECOGNIZERS = ("words", "phones")
 
 ProgressCallback = Callable[[float, str], None]
 CancelCheck = Callable[[], bool]
@@ -36,6 +44,12 @@ CancelCheck = Callable[[], bool]
 class EngineConfig:
     audio: AudioConfig = field(default_factory=AudioConfig)
     recognizer: RecognizerConfig = field(default_factory=RecognizerConfig)
+    words: WordRecognizerConfig = field(default_factory=WordRecognizerConfig)
+    # Processes aligning recognized words beside the recognizer (None: one per core, up to 2).
+    alignment_workers: int | None = None
+    # Fast speech is 4-5 words a second; a transcript with far more words than the audio could
+    # hold is a mistake, and aligning it would take minutes and gigabytes.
+    max_words_per_second: float = 8.0
     coarticulation: CoarticulationConfig = field(default_factory=CoarticulationConfig)
     # Forced alignment runs over the whole utterance in one search; beyond ten minutes its
     # memory grows past what a laptop should spend, so longer audio must be split.
@@ -51,6 +65,31 @@ class LipsyncEngine:
         self.config = config or EngineConfig()
         self.phonetizer = Phonetizer(self.config.recognizer)
         self.smoother = smoother or default_smoother()
+        self._words: WordRecognizer | None = None
+        self._pool: AlignmentPool | None = None
+
+    def word_recognizer(self) -> WordRecognizer:
+        """The word recognizer, made on first use (raises ModelSettingError for a bad model setting)."""
+        if self._words is None:
+            self._words = WordRecognizer(self.config.words)
+        return self._words
+
+    def alignment_pool(self) -> AlignmentPool:
+        if self._pool is None:
+            self._pool = AlignmentPool(self.phonetizer, self.config.alignment_workers)
+        return self._pool
+
+    def load(self) -> float:
+        """Load the word recognizer and start the aligner processes now; returns the seconds taken
+        (servers and benchmarks call this, so no request pays for it)."""
+        started = time.perf_counter()
+        self.alignment_pool().start()  # first: the workers fork before CTranslate2 starts threads
+        self.word_recognizer().load()
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
 
     def run(
         self,
@@ -60,22 +99,37 @@ class LipsyncEngine:
         strength: float = 1.0,
         progress: ProgressCallback | None = None,
         cancelled: CancelCheck | None = None,
+        recognizer: str = "words",
     ) -> LipsyncResult:
+        """Curves for ``source``. Without a transcript, ``recognizer`` "words" recognizes the
+        words and aligns them (the default), "phones" recognizes phones only."""
+        if recognizer not in RECOGNIZERS:
+            raise ValueError(f"recognizer must be one of {', '.join(RECOGNIZERS)}, got {recognizer!r}")
         if not (np.isfinite(fps) and 1.0 <= fps <= 1000.0):
             raise ValueError(f"fps must be between 1 and 1000, got {fps}")
         if not (np.isfinite(strength) and 0.0 <= strength <= 10.0):
             raise ValueError(f"smoothing strength must be between 0 and 10, got {strength}")
         report = progress or (lambda fraction, stage: None)
         warnings: list[str] = []
+        text, source_of_text = "", ""
         with AudioStream(source, self.config.audio) as stream:
-            words = self._transcript_words(transcript, stream.duration or 0.0, warnings)
+            words = self._transcript_words(transcript, stream.duration or 0.0)
+            phones = None
             if words:
                 phones, energy, peak, num_samples = self._align(stream, words, warnings, report)
-                mode = "alignment" if phones is not None else "recognition"
-            else:
-                phones, mode = None, "recognition"
+                mode, text, source_of_text = "alignment", transcript.strip(), "typed"
             if phones is None:
-                phones, energy, peak, num_samples = self._recognize(stream, report, cancelled)
+                decoded = self._untyped(recognizer).decode(
+                    chunks_at_pauses(stream, self.config.audio.chunk_seconds, self.config.cut_search_seconds),
+                    stream.num_samples,
+                    report,
+                    cancelled,
+                )
+                phones, energy, peak, num_samples = decoded.phones, decoded.energy, decoded.peak, decoded.num_samples
+                warnings += decoded.warnings
+                mode, text, source_of_text = "phones", "", ""
+                if decoded.aligned_chunks:
+                    mode, text, source_of_text = "recognized", " ".join(decoded.text), "recognized"
         # The decoded length, not the container's claim (missing for some streams, and AAC
         # counts its encoder priming).
         duration = num_samples / SAMPLE_RATE
@@ -107,24 +161,38 @@ class LipsyncEngine:
             mode=mode,
             smoothing_strength=float(strength),
             warnings=warnings,
+            transcript_text=text,
+            transcript_source=source_of_text,
         )
 
-    def _transcript_words(self, transcript: str | None, duration: float, warnings: list[str]) -> list[str]:
+    def _untyped(self, recognizer: str) -> UntypedDecoder:
+        words = recognizer == "words"
+        if words:
+            self.alignment_pool().start()  # before the recognizer's threads exist (see AlignmentPool)
+        return UntypedDecoder(
+            self.phonetizer,
+            self.word_recognizer() if words else None,
+            self.alignment_pool() if words else None,
+            self.config.audio.silence_peak_dbfs,
+            _implausible_alignment,
+        )
+
+    def _transcript_words(self, transcript: str | None, duration: float) -> list[str]:
         if transcript is None or not transcript.strip():
             return []
+        # Bound the work before normalizing: a megabyte of text for a short clip is a mistake.
+        limit = int(self.config.max_words_per_second * max(duration, 1.0)) + 20
+        if len(transcript) > 20 * limit:
+            raise TranscriptError(*_too_many_words(len(transcript.split()), limit, duration))
         words = normalize_transcript(transcript)
         if not words:
             raise TranscriptError("The transcript has no words.", "Pass the words spoken, or no transcript.")
+        if len(words) > limit:
+            raise TranscriptError(*_too_many_words(len(words), limit, duration))
         if duration > self.config.max_alignment_seconds:
             raise TranscriptError(*_alignment_too_long(self.config.max_alignment_seconds, duration))
-        unknown = self.phonetizer.unknown_words(words)
-        if unknown:
-            warnings.append(
-                "Not in the pronunciation dictionary: "
-                + ", ".join(sorted(set(unknown))[:10])
-                + ". Used phone recognition instead of the transcript; spell these words out for alignment."
-            )
-            return []
+        # Words the dictionary lacks are pronounced by rule (g2p), not a reason to give up.
+        self.phonetizer.add_pronunciations(words)
         return words
 
     def _align(
@@ -142,53 +210,16 @@ class LipsyncEngine:
         try:
             phones = self.phonetizer.align(samples, words)
         except TranscriptError as exc:
-            warnings.append(f"{exc.message} Used phone recognition instead.")
+            warnings.append(f"{exc.message} Recognized the speech instead.")
             return None, energy, peak, count
         problem = _implausible_alignment(phones, energy)
         if problem:
             warnings.append(
-                f"The transcript does not seem to cover the audio ({problem}). Used phone recognition instead."
+                f"The transcript does not seem to cover the audio ({problem}). Recognized the speech instead."
             )
             return None, energy, peak, count
         report(0.9, "aligned")
         return phones, energy, peak, count
-
-    def _recognize(
-        self, stream: AudioStream, report: ProgressCallback, cancelled: CancelCheck | None
-    ) -> tuple[list[Phone], np.ndarray, float, int]:
-        chunk_samples = int(self.config.audio.chunk_seconds * SAMPLE_RATE)
-        search = int(self.config.cut_search_seconds * SAMPLE_RATE)
-        total = max(stream.num_samples, 1)
-        phones: list[Phone] = []
-        energies: list[np.ndarray] = []
-        peak = -np.inf
-        buffer = np.zeros(0, dtype=np.float32)
-        offset = 0  # samples already handed to the recognizer
-        pieces = stream.chunks()
-        exhausted = False
-        while not exhausted or len(buffer):
-            while not exhausted and len(buffer) < chunk_samples + search:
-                piece = next(pieces, None)
-                if piece is None:
-                    exhausted = True
-                else:
-                    buffer = np.concatenate([buffer, piece])
-            cut = len(buffer) if exhausted else _quiet_cut(buffer, chunk_samples, search)
-            segment, buffer = buffer[:cut], buffer[cut:]
-            if cancelled is not None and cancelled():
-                raise CancelledError("Lip-sync was cancelled.")
-            segment_peak = peak_dbfs(segment)
-            peak = max(peak, segment_peak)
-            energies.append(frame_energy_db(segment)[: cut // HOP])
-            start = offset / SAMPLE_RATE
-            if segment_peak >= self.config.audio.silence_peak_dbfs:
-                phones += self.phonetizer.recognize(segment, offset=start)
-            else:
-                phones.append(Phone(SILENCE, start, start + cut / SAMPLE_RATE))
-            offset += cut
-            report(0.05 + 0.9 * min(offset / total, 1.0), "recognizing phones")
-        energy = np.concatenate(energies) if energies else np.zeros(1)
-        return phones, energy, peak, offset
 
 
 # An aligned non-silence phone longer than this means the search stretched a word over speech
@@ -221,22 +252,19 @@ def _implausible_alignment(phones: list[Phone], energy_db: np.ndarray) -> str:
     return ""
 
 
+def _too_many_words(count: int, limit: int, duration: float) -> tuple[str, str]:
+    return (
+        f"The transcript has {count} words, more than {duration:.1f} s of audio can hold (at most {limit}).",
+        "Pass only the words spoken in this audio.",
+    )
+
+
 def _alignment_too_long(limit: float, duration: float) -> tuple[str, str]:
     return (
         f"Transcripts can be aligned to at most {limit / 60:.0f} minutes of audio; this audio is "
         f"{duration / 60:.1f} minutes.",
         "Split audio and transcript into parts, or run without a transcript.",
     )
-
-
-def _quiet_cut(buffer: np.ndarray, chunk_samples: int, search: int) -> int:
-    """Index near ``chunk_samples`` at the quietest 10 ms frame, a multiple of the hop."""
-    window = buffer[chunk_samples : chunk_samples + search]
-    frames = len(window) // HOP
-    if frames == 0:
-        return min(chunk_samples, len(buffer))
-    power = (window[: frames * HOP].reshape(frames, HOP) ** 2).mean(axis=1)
-    return chunk_samples + int(np.argmin(power)) * HOP
 
 
 def _speech_mask(phones: list[Phone], times: np.ndarray) -> np.ndarray:

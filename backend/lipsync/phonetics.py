@@ -24,6 +24,7 @@ from steadytalk_shared.curves import Phone
 
 from ..errors import TranscriptError
 from .audio import SAMPLE_RATE, to_int16
+from .g2p import pronounce
 
 FRAME_SECONDS = 0.01  # pocketsphinx's frame rate is 100 frames/s
 # Silence added around every utterance before decoding: tightly trimmed clips otherwise make the
@@ -62,32 +63,6 @@ def pronunciation_dictionary() -> dict[str, list[str]]:
     return entries
 
 
-_ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()  # noqa: E501
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
-
-
-def _number_words(n: int) -> str:
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
-    if n < 1000:
-        rest = n % 100
-        return _ONES[n // 100] + " hundred" + ("" if rest == 0 else " " + _number_words(rest))
-    if n < 1_000_000:
-        rest = n % 1000
-        return _number_words(n // 1000) + " thousand" + ("" if rest == 0 else " " + _number_words(rest))
-    return " ".join(_ONES[int(d)] for d in str(n))
-
-
-def normalize_transcript(text: str) -> list[str]:
-    """Lower-case words the dictionary can know: punctuation stripped, numbers spelled out."""
-    text = text.lower().replace("\u2019", "'")
-    text = re.sub(r"\d+", lambda m: " " + _number_words(int(m.group())) + " ", text)
-    text = re.sub(r"[^a-z' ]+", " ", text)
-    return [w.strip("'") for w in text.split() if w.strip("'")]
-
-
 def _clean_phone(name: str) -> str:
     return SILENCE if name in _NON_SPEECH else re.sub(r"\d", "", name.upper())
 
@@ -123,6 +98,12 @@ def _unpad(phones: list[Phone], offset: float, duration: float, pad: float = PAD
     return _merge_silences(out)
 
 
+# Word-initial consonants a small recognizer confuses with B or M, and the index of the
+# alternative pronunciations added for them (past the CMU dictionary's own (2)..(4)).
+CLOSURE_CONFUSABLE = {"DH", "TH", "V", "F", "D", "G", "N", "L"}
+VARIANT_BASE = 90
+
+
 class Phonetizer:
     """Holds the pocketsphinx decoders (creating one costs ~0.25 s, so they are reused).
 
@@ -135,20 +116,30 @@ class Phonetizer:
         self._aligner: Decoder | None = None
         self._strict_aligner: Decoder | None = None
         self._recognizer: Decoder | None = None
+        # Pronunciations added for words the dictionary lacks (recognized or typed), given to
+        # every aligner, including one created later.
+        self._added: dict[str, list[str]] = {}
+
+    def _with_added_words(self, decoder: Decoder) -> Decoder:
+        for word, phones in self._added.items():
+            decoder.add_word(word, " ".join(phones), update=False)
+        return decoder
 
     def _get_aligner(self) -> Decoder:
         if self._aligner is None:
-            self._aligner = _decoder(dict=str(model_dir() / "cmudict-en-us.dict"))
+            self._aligner = self._with_added_words(_decoder(dict=str(model_dir() / "cmudict-en-us.dict")))
         return self._aligner
 
     def _get_strict_aligner(self) -> Decoder:
         if self._strict_aligner is None:
-            self._strict_aligner = _decoder(
-                dict=str(model_dir() / "cmudict-en-us.dict"),
-                fsgusefiller=False,
-                beam=1e-120,
-                wbeam=1e-100,
-                pbeam=1e-120,
+            self._strict_aligner = self._with_added_words(
+                _decoder(
+                    dict=str(model_dir() / "cmudict-en-us.dict"),
+                    fsgusefiller=False,
+                    beam=1e-120,
+                    wbeam=1e-100,
+                    pbeam=1e-120,
+                )
             )
         return self._strict_aligner
 
@@ -161,11 +152,57 @@ class Phonetizer:
             )
         return self._recognizer
 
+    def warm_aligners(self) -> None:
+        """Make both aligners now (each loads the acoustic model and the dictionary)."""
+        with self._lock:
+            self._get_aligner()
+            self._get_strict_aligner()
+
     def unknown_words(self, words: list[str]) -> list[str]:
         """Words the aligner's pronunciation dictionary does not know."""
         with self._lock:
             aligner = self._get_aligner()
             return [w for w in words if aligner.lookup_word(w) is None]
+
+    def add_pronunciations(self, words: list[str]) -> dict[str, list[str]]:
+        """Give the aligners a pronunciation (offline G2P) for each word they do not know;
+        returns what was added, so callers can say which words were read by rule."""
+        with self._lock:
+            aligner = self._get_aligner()
+            missing = [w for w in dict.fromkeys(words) if w not in self._added and aligner.lookup_word(w) is None]
+        added = pronounce(missing) if missing else {}
+        self.add_known_pronunciations(added)
+        return added
+
+    def add_known_pronunciations(self, pronunciations: dict[str, list[str]]) -> None:
+        """Add pronunciations made elsewhere (by another process's G2P) to this one's aligners."""
+        with self._lock:
+            new = {w: p for w, p in pronunciations.items() if w not in self._added}
+            for decoder in (self._aligner, self._strict_aligner):
+                if decoder is not None:
+                    for word, phones in new.items():
+                        decoder.add_word(word, " ".join(phones), update=False)
+            self._added.update(new)
+
+    def added_for(self, words: list[str]) -> dict[str, list[str]]:
+        """The rule-made pronunciations (and onset variants) of ``words``."""
+        wanted = set(words)
+        return {w: p for w, p in self._added.items() if w.split("(")[0] in wanted}
+
+    def add_onset_variants(self, words: list[str]) -> None:
+        """Let the aligner hear a lip closure the recognizer may have missed: for each (uncertain,
+        recognized) word that starts with a consonant often heard in place of B or M (tiny.en
+        writes GRID's "bin" as "then"), add the same word starting with B and with M. The
+        aligner keeps whichever the audio fits best."""
+        with self._lock:
+            aligner = self._get_aligner()
+            pronunciations = {}
+            for word in dict.fromkeys(words):
+                base = self._added.get(word) or (aligner.lookup_word(word) or "").split()
+                if base and base[0] in CLOSURE_CONFUSABLE and f"{word}({VARIANT_BASE})" not in self._added:
+                    for k, onset in enumerate(("B", "M")):
+                        pronunciations[f"{word}({VARIANT_BASE + k})"] = [onset, *base[1:]]
+        self.add_known_pronunciations(pronunciations)
 
     def recognize(self, samples: np.ndarray, offset: float = 0.0) -> list[Phone]:
         """Phone recognition of float32 16 kHz ``samples``; times shifted by ``offset`` seconds."""
@@ -181,13 +218,17 @@ class Phonetizer:
         ]
         return _unpad(phones, offset, len(samples) / SAMPLE_RATE)
 
-    def align(self, samples: np.ndarray, words: list[str], offset: float = 0.0) -> list[Phone]:
+    def align(
+        self, samples: np.ndarray, words: list[str], offset: float = 0.0, min_word_fraction: float = 1.0
+    ) -> list[Phone]:
         """Forced alignment of ``words`` (normalized, in-dictionary) to ``samples``.
 
         Two searches: first on silence-padded audio with optional fillers between words (handles
         pauses and breaths); if that finds no path through every word, a strict search without
         fillers and with wide beams on the audio as it is (succeeds on tightly trimmed,
-        pause-free clips such as synthetic speech). Raises TranscriptError when neither fits.
+        pause-free clips such as synthetic speech). Raises TranscriptError when neither fits
+        at least ``min_word_fraction`` of the words (recognized words may hold one that was
+        never said; a typed transcript must fit whole).
         """
         if not words:
             raise TranscriptError("The transcript is empty.", "Pass the words spoken, or no transcript.")
@@ -197,6 +238,7 @@ class Phonetizer:
             (self._get_strict_aligner, to_int16(samples).tobytes(), 0.0),
         )
         failure = ""
+        best: tuple[int, list[Phone]] | None = None
         with self._lock:
             for get_decoder, pcm, pad in attempts:
                 try:
@@ -207,7 +249,11 @@ class Phonetizer:
                 aligned = [w for w, _ in itertools.groupby(p.word for p in phones) if w]
                 if len(aligned) == len(words):
                     return _unpad(phones, offset, duration, pad)
+                if best is None or len(aligned) > best[0]:
+                    best = (len(aligned), _unpad(phones, offset, duration, pad))
                 failure = f"only {len(aligned)} of the transcript's {len(words)} words fit the audio"
+        if best is not None and best[0] >= min_word_fraction * len(words):
+            return best[1]
         raise TranscriptError(
             f"The transcript does not match the audio ({failure}).",
             "Check that it is complete and is the text actually spoken, or run without a transcript.",

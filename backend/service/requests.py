@@ -41,12 +41,16 @@ def lipsync_params(request: Message) -> dict:
     avatar = body.get("avatar")
     if avatar is not None and not isinstance(avatar, str):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "avatar must be a name or absent")
+    recognizer = body.get("recognizer", "words")
+    if recognizer not in ("words", "phones"):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "recognizer must be 'words' or 'phones'")
     return {
         "audio": audio,
         "transcript": transcript,
         "fps": number(body, "fps", 25.0),
         "strength": number(body, "smoothing", 1.0),
         "avatar": avatar,
+        "recognizer": recognizer,
     }
 
 

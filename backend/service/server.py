@@ -4,7 +4,9 @@ talking portraits.
 Only the main thread touches the ROUTER socket (ZeroMQ sockets are not thread-safe). Jobs run
 on worker threads fed by a ``FairQueue`` (round-robin across clients, so one client streaming
 thousands of frames cannot starve another); workers put finished replies on a queue and wake
-the main loop through an inproc PUSH/PULL pair, so a long job never delays a ping. Malformed,
+the main loop through an inproc PUSH/PULL pair, so a long job never delays a ping. Lip-sync
+jobs run further out, in a child process per worker thread (``lipsync_worker``), so a search
+stuck in native code or a job that balloons is killed instead of freezing the loop. Malformed,
 oversized or wrong-version messages get an error reply and the server keeps serving.
 
 Safe to expose: loopback by default; any other address needs CURVE keys (``steadytalk keys``)
@@ -39,8 +41,10 @@ from .. import __version__
 from ..errors import CancelledError, SteadyTalkError
 from ..lipsync.audio import AudioConfig
 from ..lipsync.engine import EngineConfig, LipsyncEngine
+from ..lipsync.recognizer import WordRecognizerConfig
 from .avatars import AvatarHost
 from .fair_queue import FairQueue
+from .lipsync_worker import LipsyncProcess, WorkerLimits
 from .portraits import PortraitHost
 from .requests import lipsync_params, portrait_params, portrait_rig_params, render_audio_params, render_open_params
 
@@ -53,6 +57,8 @@ _ERROR_CODES = {
     "cancelled": ErrorCode.CANCELLED,
     "too_many_frames": ErrorCode.TOO_MANY_FRAMES,
     "bad_portrait": ErrorCode.BAD_PORTRAIT,
+    "internal": ErrorCode.INTERNAL,
+    "bad_setting": ErrorCode.INTERNAL,  # the backend's own model setting, not the request
 }
 
 
@@ -75,6 +81,12 @@ class ServerConfig:
     max_frames_per_session: int = 25 * 60 * 30  # 30 minutes at 25 fps
     max_sessions: int = 16
     device: str | None = None
+    # Lip-sync children: memory ceiling and cancel grace; the word recognizer's model folder.
+    lipsync_limits: WorkerLimits = WorkerLimits()
+    asr_model: str | None = None
+    # Start the lip-sync children and load their recognizers at once (``steadytalk serve``), so
+    # the first request does not wait for them; tests leave it off.
+    preload: bool = False
 
 
 def device_info() -> dict:
@@ -119,6 +131,10 @@ class LipsyncServer:
         self._active: dict[str, bytes] = {}
         self._lock = threading.Lock()
         self._jobs = FairQueue()
+        # One engine per worker thread: pocketsphinx decoders are not shared across threads,
+        # so two jobs really run in parallel. Lip-sync itself runs in one child per thread.
+        self._engines = threading.local()
+        self._children: list[LipsyncProcess] = []
         self._workers = [
             threading.Thread(target=self._work, name=f"steadytalk-job-{i}", daemon=True)
             for i in range(max(1, self.config.workers))
@@ -132,9 +148,7 @@ class LipsyncServer:
             self._jobs_tmp = None
             self.jobs_dir = Path(self.config.jobs_dir)
             self.jobs_dir.mkdir(parents=True, exist_ok=True)
-        # One engine per worker thread: pocketsphinx decoders are not shared across threads,
-        # so two jobs really run in parallel.
-        self._engines = threading.local()
+
         self.avatars = AvatarHost(self.config, self.jobs_dir, self._engine, self._is_cancelled)
         self.portraits = PortraitHost(self.config, self.jobs_dir, self._engine, self._is_cancelled)
         self._info = {
@@ -203,6 +217,8 @@ class LipsyncServer:
         self._jobs.close()
         for worker in self._workers:
             worker.join()
+        for child in self._children:
+            child.stop()
         self._flush_outbox()
         self.router.close(linger=0)
         self._wake.close(linger=0)
@@ -212,6 +228,8 @@ class LipsyncServer:
             self._jobs_tmp.cleanup()
 
     def _work(self) -> None:
+        if self.config.preload:
+            self._lipsync_process().start(preload=True)
         while (job := self._jobs.get()) is not None:
             job()
 
@@ -311,11 +329,28 @@ class LipsyncServer:
             wake.connect(self._wake_address)
         wake.send(b"", zmq.NOBLOCK)
 
+    def _engine_config(self, alignment_workers: int | None = None) -> EngineConfig:
+        return EngineConfig(
+            audio=self.config.audio,
+            words=WordRecognizerConfig(model=self.config.asr_model),
+            alignment_workers=alignment_workers,
+        )
+
     def _engine(self) -> LipsyncEngine:
+        """The worker thread's own engine (renders lip-sync their audio with it). It aligns in
+        this process: forking aligner processes from the multi-threaded server is not safe."""
         engine = getattr(self._engines, "engine", None)
         if engine is None:
-            engine = self._engines.engine = LipsyncEngine(EngineConfig(audio=self.config.audio))
+            engine = self._engines.engine = LipsyncEngine(self._engine_config(alignment_workers=1))
         return engine
+
+    def _lipsync_process(self) -> LipsyncProcess:
+        child = getattr(self._engines, "child", None)
+        if child is None:
+            child = self._engines.child = LipsyncProcess(self._engine_config(), self.config.lipsync_limits)
+            with self._lock:
+                self._children.append(child)
+        return child
 
     def _run(self, identity: bytes, request: Message, params: dict, run) -> None:
         def progress(fraction: float, stage: str) -> None:
@@ -347,9 +382,8 @@ class LipsyncServer:
 
     def _run_lipsync(self, request: Message, params: dict, progress) -> Message:
         avatar_name = params.pop("avatar")
-        result = self._engine().run(
-            params.pop("audio"), progress=progress, cancelled=self._is_cancelled(request), **params
-        )
+        params["source"] = params.pop("audio")
+        result = self._lipsync_process().run(params, progress, self._is_cancelled(request))
         if avatar_name is not None:
             result = self._in_avatars_manner(avatar_name, result, request, progress)
         body = {
@@ -361,6 +395,8 @@ class LipsyncServer:
             "schema_version": result.schema_version,
             "phones": [[p.phone, p.start, p.end, p.word] for p in result.phones],
             "warnings": result.warnings,
+            "transcript": result.transcript,
+            "words": [[w.word, w.start, w.end] for w in result.words],
         }
         return request.reply(body=body, buffers=[result.raw, result.smoothed, result.sigma])
 
