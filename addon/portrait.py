@@ -60,9 +60,8 @@ def picture_file(path: str) -> Path:
     return file
 
 
-def _image(name: str, rig: PortraitRigData) -> bpy.types.Image:
+def _image(name: str, rgb: np.ndarray) -> bpy.types.Image:
     """The picture as a packed Blender image (rows bottom-up, as Blender stores them)."""
-    rgb = rig.texture()
     height, width = rgb.shape[:2]
     image = bpy.data.images.new(f"{name} picture", width, height, alpha=False)
     rgba = np.ones((height, width, 4), dtype=np.float32)
@@ -193,7 +192,8 @@ def build_portrait_rig(scene: bpy.types.Scene, rig: PortraitRigData, name: str) 
     """Build the rig's collection in ``scene``; returns the face mesh (the character to lip-sync)."""
     collection = bpy.data.collections.new(f"{name} portrait")
     scene.collection.children.link(collection)
-    image = _image(name, rig)
+    texture = rig.texture()  # decoded once: the image and the teeth's colour
+    image = _image(name, texture)
     picture = _emission_material(f"{name} picture", image)
     face = rig_from_arrays(
         collection, rig.vertices, rig.triangles, rig.uvs, rig.shape_names, rig.deltas, f"{name} face", upright=False
@@ -203,7 +203,7 @@ def build_portrait_rig(scene: bpy.types.Scene, rig: PortraitRigData, name: str) 
     face[PORTRAIT_PROP] = name
     cavity = _emission_material(f"{name} mouth", None, CAVITY_COLOR)
     _cavity(collection, f"{name} mouth", face, rig, cavity)
-    teeth = _emission_material(f"{name} teeth", None, _teeth_color(rig, rig.texture()))
+    teeth = _emission_material(f"{name} teeth", None, _teeth_color(rig, texture))
     _teeth(collection, f"{name} teeth", face, rig, teeth)
     # The tongue (the mesh's points past the face proper) is not in the photo: its own colour.
     face.data.materials.append(_emission_material(f"{name} tongue", None, TONGUE_COLOR))
