@@ -166,3 +166,21 @@ def test_real_speakers_are_recognized_and_aligned(engine, shared_data, name):
     assert_aligned_in_order([w.word for w in result.words], heard)
     aperture = lip_aperture(result.smoothed)
     assert aperture.max() > 0.3 and np.mean(aperture > 0.1) > 0.2
+
+
+def test_aligner_processes_give_what_aligning_here_gives(demo_wav):
+    """The pool's worker processes (fresh interpreters over pipes) and an in-process aligner
+    produce the same phones for the same recognized words."""
+    from steadytalk_backend.lipsync.engine import EngineConfig, LipsyncEngine
+
+    pooled, here = LipsyncEngine(), LipsyncEngine(EngineConfig(alignment_workers=1))
+    try:
+        a, b = pooled.run(demo_wav, None, fps=25.0), here.run(demo_wav, None, fps=25.0)
+        assert pooled.alignment_pool()._started, "the pool did not start its workers"
+    finally:
+        pooled.close()
+        here.close()
+    assert a.mode == b.mode == "recognized" and not a.warnings
+    assert [(p.phone, round(p.start, 3), p.word) for p in a.phones] == [
+        (p.phone, round(p.start, 3), p.word) for p in b.phones
+    ]

@@ -126,8 +126,8 @@ class AlignmentPool:
                 continue
             try:
                 future.set_result(worker.align(job))
-            except (EOFError, OSError) as exc:  # the worker died: this piece falls back to phones
-                future.set_exception(RuntimeError(f"the aligner process stopped ({exc or 'no reply'})"))
+            except Exception as exc:  # noqa: BLE001 - the worker died or spoke nonsense: phones for this piece
+                future.set_exception(RuntimeError(f"the aligner process failed ({exc or 'no reply'})"))
                 break
         # Leaving: if no other worker is left, nothing would ever take the queued pieces.
         if not any(t.is_alive() for t in self._threads if t is not threading.current_thread()):
@@ -175,4 +175,8 @@ def _worker_main(down: Connection, up: Connection) -> None:
 
 
 if __name__ == "__main__":
-    _worker_main(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False))
+    # Run the package's copy of this module, not __main__'s: what the worker pickles back
+    # (Aligned, Phone) must name classes the parent can import.
+    from steadytalk_backend.lipsync import align_pool
+
+    align_pool._worker_main(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False))
