@@ -9,8 +9,10 @@ from pathlib import Path
 from ..errors import SteadyTalkError
 from .common import (
     ProgressBar,
+    add_face_options,
     add_transcript_options,
     check_outputs,
+    face_options,
     positive_fps,
     read_transcript,
     smoothing_strength,
@@ -44,14 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     portrait.add_argument("--fps", type=positive_fps, default=25.0, help="frame rate (25; 29.97 works)")
     portrait.add_argument("--face", type=_face, help="which face when the picture has several: 1 is the leftmost")
     portrait.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the performance's random parts (blinks and head motion, with the whole-face models)",
-    )
-    portrait.add_argument(
         "--smoothing", type=smoothing_strength, default=1.0, help="adaptive smoothing strength: 0 off, 1 default"
     )
+    add_face_options(portrait)
     portrait.add_argument("--quiet", action="store_true", help="no progress bar")
     portrait.set_defaults(handler=cmd_portrait)
 
@@ -65,7 +62,14 @@ def cmd_portrait(args: argparse.Namespace) -> int:
     if not args.audio.is_file():
         raise SteadyTalkError(f"The audio file {args.audio} does not exist.", "Check the path.")
     transcript = read_transcript(args)
-    options = PortraitOptions(size=args.size, fps=args.fps, face=args.face, seed=args.seed, smoothing=args.smoothing)
+    options = PortraitOptions(
+        size=args.size,
+        fps=args.fps,
+        face=args.face,
+        smoothing=args.smoothing,
+        face_options=face_options(args),
+        whole_face=not args.mouth_only,
+    )
     started = time.monotonic()
     bar = ProgressBar(not args.quiet)
     try:

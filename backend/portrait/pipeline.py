@@ -20,13 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
+from steadytalk_shared.schema import CHANNELS
+
 from ..errors import CancelledError, TooManyFramesError
+from ..performance.model import FaceOptions
 from .animate import AnimatorConfig, PortraitAnimator
 from .eyes import gaze_from_curves
 from .locate import FaceChoice, FittedFace, LocateConfig, check_fit, choose_face, find_faces, fit_face
 from .picture import SIZES, Picture, PictureConfig, PortraitError, fit_to_video, read_picture
 
 Progress = Callable[[float, str], None]
+REST_SECONDS = 0.5  # the whole-face motion's ease-in at the start
 
 
 @dataclass(frozen=True)
@@ -34,9 +38,10 @@ class PortraitOptions:
     size: int = 512  # the video's longer side (the picture's aspect is kept, sides even)
     fps: float = 25.0
     face: int | None = None  # 1-based, left to right; None: the largest
-    # The random parts of a performance (blinks, head motion: the whole-face models) draw from
-    # this seed, so a rerun gives the same video. Lip-sync and rendering are deterministic.
-    seed: int = 0
+    # Blinks, gaze, brows and head motion (the whole-face models): rate, amounts and the seed
+    # their random parts draw from, so a rerun gives the same video.
+    face_options: FaceOptions = field(default_factory=FaceOptions)
+    whole_face: bool = True  # False: the mouth alone, eyes open, head still
     smoothing: float = 1.0  # adaptive smoothing strength of the lip-sync curves
     crf: int = 18  # H.264 quality (lower is better and larger)
     picture: PictureConfig = field(default_factory=PictureConfig)
@@ -110,18 +115,34 @@ def perform(
     cancelled: Callable[[], bool] | None = None,
     engine=None,
 ) -> Performance:
-    """Audio -> the curves of the whole face (today: the lip-sync engine's; the eyes at rest).
+    """Audio -> the curves of the whole face and the head track (the lip-sync engine's).
     ``engine``: a ``LipsyncEngine`` whose audio limits apply (a server's); default one per thread."""
     from ..lipsync.audio import load_audio
 
     report = progress or (lambda fraction, stage: None)
     engine = engine or _engine()
     result = engine.run(
-        audio, transcript, fps=options.fps, strength=options.smoothing, progress=report, cancelled=cancelled
+        audio,
+        transcript,
+        fps=options.fps,
+        strength=options.smoothing,
+        progress=report,
+        cancelled=cancelled,
+        whole_face=options.whole_face,
+        face=options.face_options,
     )
     samples = load_audio(audio, engine.config.audio)
-    curves = np.asarray(result.smoothed, dtype=np.float32)
-    return Performance(curves, None, gaze_from_curves(curves), samples, options.fps, result.mode, list(result.warnings))
+    curves = np.asarray(result.smoothed, dtype=np.float32).copy()
+    head = result.head if options.whole_face and np.any(result.head) else None
+    # The video opens on the picture itself: the eyes, brows and head ease in from rest (the
+    # mouth is at rest anyway until the speech starts).
+    ramp = np.clip(np.arange(len(curves)) / max(REST_SECONDS * options.fps, 1.0), 0.0, 1.0)
+    ramp = ramp * ramp * (3.0 - 2.0 * ramp)
+    upper = [i for i, name in enumerate(CHANNELS) if name.startswith(("eye", "brow", "nose"))]
+    curves[:, upper] *= ramp[:, None]
+    if head is not None:
+        head = head * ramp[:, None]
+    return Performance(curves, head, gaze_from_curves(curves), samples, options.fps, result.mode, list(result.warnings))
 
 
 def animate(animator: PortraitAnimator, performance: Performance) -> Iterator[np.ndarray]:
@@ -181,7 +202,7 @@ def render_portrait(
         "face": portrait.choice.index,
         "faces": portrait.choice.count,
         "mode": performance.mode,
-        "seed": options.seed,
+        "seed": options.face_options.seed,
         "warnings": [*portrait.warnings, *performance.warnings],
     }
 

@@ -35,7 +35,7 @@ class PortraitHost:
     def _options(self, params: dict):
         from ..portrait.pipeline import PortraitOptions
 
-        keys = ("size", "fps", "face", "seed", "smoothing")
+        keys = ("size", "fps", "face", "face_options", "smoothing")
         return PortraitOptions(**{k: params[k] for k in keys if k in params})
 
     def _fits(self, size: int, what: str) -> None:

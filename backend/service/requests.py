@@ -195,7 +195,7 @@ def portrait_options(body: dict, default_size: int) -> dict:
         "size": _optional_integer(body, "size", *SIZES, default_size),
         "fps": fps,
         "face": _optional_integer(body, "face", 1, 1000, None),
-        "seed": _optional_integer(body, "seed", -(2**31), 2**31 - 1, 0),
+        "face_options": face_options(body),  # blinks, gaze, brows, head motion and their seed
         "smoothing": smoothing,
     }
 
