@@ -109,6 +109,8 @@ def describe_backend_error(exc: BackendError) -> str:
         ErrorCode.TOO_LARGE: " Split the audio into shorter parts.",
         ErrorCode.BAD_TRANSCRIPT: " Fix or clear the transcript.",
         ErrorCode.INTERNAL: " The backend's console or log has the details.",
+        # A request this add-on sends but the backend does not know (e.g. portrait_rig).
+        ErrorCode.UNKNOWN_TYPE: " The backend is older than this add-on: install the same Steady Talk release on both.",
     }
     return f"Backend: {exc.message}{hints.get(exc.code, '')}"
 

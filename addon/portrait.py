@@ -28,7 +28,7 @@ import bpy
 import numpy as np
 
 from ..shared.portrait_rig import PortraitRigData
-from ..shared.render_contract import FACE_POINTS
+from ..shared.render_contract import FACE_POINTS, srgb_decode
 from . import backend_link, face_shape_pass, preferences
 from .backend_link import Job, UserFacingError
 from .operators import JobOperator
@@ -60,9 +60,8 @@ def picture_file(path: str) -> Path:
     return file
 
 
-def _image(name: str, rig: PortraitRigData) -> bpy.types.Image:
+def _image(name: str, rgb: np.ndarray) -> bpy.types.Image:
     """The picture as a packed Blender image (rows bottom-up, as Blender stores them)."""
-    rgb = rig.texture()
     height, width = rgb.shape[:2]
     image = bpy.data.images.new(f"{name} picture", width, height, alpha=False)
     rgba = np.ones((height, width, 4), dtype=np.float32)
@@ -135,20 +134,66 @@ def _cavity(collection, name: str, face: bpy.types.Object, rig: PortraitRigData,
     obj = bpy.data.objects.new(name, mesh)
     collection.objects.link(obj)
     obj.parent = face  # follows the face's placement (and any head motion keyed on it)
+    _follow(obj, corners, np.concatenate([upper, lower]), rig)
+    return obj
+
+
+def _teeth_color(rig: PortraitRigData, texture: np.ndarray) -> tuple[float, float, float]:
+    """Scene-linear off-white lit like the face: the brightest tenth of the skin under the face
+    mesh, mostly desaturated (a painting's teeth are as dim and warm as its highlights)."""
+    height, width = texture.shape[:2]
+    uv = rig.uvs[:FACE_POINTS]
+    cols = np.clip((uv[:, 0] * width).astype(int), 0, width - 1)
+    rows = np.clip(((1.0 - uv[:, 1]) * height).astype(int), 0, height - 1)
+    skin = texture[rows, cols].astype(np.float64) / 255.0
+    bright = skin[skin.sum(axis=1) >= np.quantile(skin.sum(axis=1), 0.9)].mean(axis=0)
+    color = 0.25 * bright + 0.75 * bright.mean()
+    return tuple(float(v) for v in srgb_decode(np.clip(0.92 * color, 0.0, 1.0)))  # teeth sit in shade
+
+
+def _teeth(collection, name: str, face, rig: PortraitRigData, material) -> bpy.types.Object | None:
+    """Upper teeth: a band from the picture's own inner lower lip down, in front of the mouth
+    band, riding with the upper lip (its shape keys follow the upper lip's points, so no dark
+    gap opens between lip and teeth). Hidden by the lower lip at rest; the jaw uncovers it. Its
+    height shrinks by the picture's own mouth opening, so a picture that shows its teeth keeps
+    them (the card) and gets no second row."""
+    upper, lower = np.array(LIPS_INNER_UPPER), np.array(LIPS_INNER_LOWER)
+    vertices = rig.vertices
+    width = float(np.ptp(vertices[lower, 0]))
+    gap = np.maximum(vertices[upper, 1] - vertices[lower, 1], 0.0)
+    taper = np.sin(np.linspace(0.0, np.pi, len(lower)))
+    drop = np.maximum(0.16 * width - gap, 0.0) * taper  # incisors: about a sixth of the mouth's width
+    if drop.max() < 0.01 * width:
+        return None
+    top = vertices[lower] - np.array([0.0, 0.0, 0.02 * width])
+    bottom = top - np.stack([np.zeros_like(drop), drop, np.zeros_like(drop)], axis=1)
+    n = len(lower)
+    mesh = bpy.data.meshes.new(name)
+    mesh.from_pydata(np.concatenate([top, bottom]).tolist(), [], [(i, n + i, n + i + 1, i + 1) for i in range(n - 1)])
+    mesh.materials.append(material)
+    obj = bpy.data.objects.new(name, mesh)
+    collection.objects.link(obj)
+    obj.parent = face
+    _follow(obj, np.concatenate([top, bottom]), np.concatenate([upper, upper]), rig)
+    return obj
+
+
+def _follow(obj: bpy.types.Object, rest: np.ndarray, follows: np.ndarray, rig: PortraitRigData) -> None:
+    """Shape keys of the face's names on ``obj``: each of its points moves as the face point
+    ``follows[i]`` does, so the lip-sync drives it with the face."""
     obj.shape_key_add(name="Basis", from_mix=False)
-    follows = np.concatenate([upper, lower])
     for channel, delta in zip(rig.shape_names, rig.deltas, strict=True):
         key = obj.shape_key_add(name=channel, from_mix=False)
         key.slider_min, key.slider_max, key.value = 0.0, 1.0, 0.0
-        key.data.foreach_set("co", (corners + delta[follows]).astype(np.float32).ravel())
-    return obj
+        key.data.foreach_set("co", (rest + delta[follows]).astype(np.float32).ravel())
 
 
 def build_portrait_rig(scene: bpy.types.Scene, rig: PortraitRigData, name: str) -> bpy.types.Object:
     """Build the rig's collection in ``scene``; returns the face mesh (the character to lip-sync)."""
     collection = bpy.data.collections.new(f"{name} portrait")
     scene.collection.children.link(collection)
-    image = _image(name, rig)
+    texture = rig.texture()  # decoded once: the image and the teeth's colour
+    image = _image(name, texture)
     picture = _emission_material(f"{name} picture", image)
     face = rig_from_arrays(
         collection, rig.vertices, rig.triangles, rig.uvs, rig.shape_names, rig.deltas, f"{name} face", upright=False
@@ -158,6 +203,8 @@ def build_portrait_rig(scene: bpy.types.Scene, rig: PortraitRigData, name: str) 
     face[PORTRAIT_PROP] = name
     cavity = _emission_material(f"{name} mouth", None, CAVITY_COLOR)
     _cavity(collection, f"{name} mouth", face, rig, cavity)
+    teeth = _emission_material(f"{name} teeth", None, _teeth_color(rig, texture))
+    _teeth(collection, f"{name} teeth", face, rig, teeth)
     # The tongue (the mesh's points past the face proper) is not in the photo: its own colour.
     face.data.materials.append(_emission_material(f"{name} tongue", None, TONGUE_COLOR))
     tongue = np.any(rig.triangles >= FACE_POINTS, axis=1).astype(np.int32)
@@ -178,11 +225,13 @@ def build_portrait_rig(scene: bpy.types.Scene, rig: PortraitRigData, name: str) 
     scene.render.pixel_aspect_x = scene.render.pixel_aspect_y = 1.0
     scene.view_settings.view_transform = "Standard"  # the photo's own colours, not a film curve
     scene.view_settings.look = "None"
-    for obj in bpy.context.view_layer.objects:
+    # The scene the request came from may no longer be the one shown: select in its own layer.
+    view_layer = bpy.context.view_layer if bpy.context.scene == scene else scene.view_layers[0]
+    for obj in view_layer.objects:
         if obj is not None:  # bpy 4.2 can list a just-removed object as None
-            obj.select_set(False)
-    face.select_set(True)
-    bpy.context.view_layer.objects.active = face
+            obj.select_set(False, view_layer=view_layer)
+    face.select_set(True, view_layer=view_layer)
+    view_layer.objects.active = face
     return face
 
 

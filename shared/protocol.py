@@ -46,12 +46,13 @@ PORTRAIT_RIG = "portrait_rig"  # picture -> the textured face rig (mesh, shape k
 
 # ``portrait`` request: buffers [picture file bytes (PNG, JPEG, WebP, TIFF, BMP, GIF), audio file
 # bytes]; body ``transcript`` (optional), ``fps`` (25), ``size`` (the video's longer side, 512,
-# 128..4096), ``face`` (1 = leftmost; absent: the largest), ``seed`` (0), ``smoothing`` (1.0).
+# 128..4096), ``face`` (1 = leftmost; absent: the largest), ``seed`` (0), ``smoothing`` (1.0),
+# ``name`` (the picture's file name, only for the messages; never opened).
 # Progress replies, then ``ok`` with buffers [mp4 bytes (H.264 + AAC)] and body ``frames``,
 # ``fps``, ``duration``, ``size`` [w, h], ``face``, ``faces``, ``mode``, ``seed``, ``warnings``.
 #
 # ``portrait_rig`` request: buffers [picture file bytes]; body ``size`` (the texture's longer
-# side, 1024) and ``face``. Reply body: ``shape_names`` (the schema's ARKit names, the order of
+# side, 1024), ``face`` and ``name``. Reply body: ``shape_names`` (the schema's ARKit names, the order of
 # the deltas), ``width``/``height`` (the texture, = the contract space's image), ``camera``
 # (``location``, ``ortho_scale``, ``clip_start``, ``clip_end``: render_contract's orthographic
 # camera, rotation identity), ``face``, ``faces``, ``warnings``, ``buffers`` (the names below);

@@ -141,3 +141,13 @@ def test_a_backend_of_another_protocol_version_is_a_clear_error():
         thread.join()
         router.close(linger=0)
     assert job.error is not None and "protocol version 2" in job.error and "same release" in job.error
+
+
+def test_a_request_the_backend_does_not_know_says_to_update_it(server):
+    from steadytalk_shared.client import BackendClient, BackendError
+    from steadytalk_shared.protocol import Message
+
+    with BackendClient(server.endpoint, timeout=10, retries=0) as client, pytest.raises(BackendError) as caught:
+        client.request(Message("portrait_rig_of_the_future"))
+    text = link.describe_backend_error(caught.value)
+    assert "unknown message type" in text and "older than this add-on" in text, text

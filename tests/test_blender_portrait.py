@@ -73,7 +73,7 @@ def test_portrait_rig_builds_lipsyncs_and_renders_the_photo(addon, backend_proce
     collection = face.users_collection[0]
     assert collection.name == "grid_s1_frame_bbaf2n portrait"
     kinds = sorted(obj.type for obj in collection.objects)
-    assert kinds == ["CAMERA", "MESH", "MESH", "MESH"]  # face, mouth cavity, card; the camera
+    assert kinds == ["CAMERA", "MESH", "MESH", "MESH", "MESH"]  # face, mouth, teeth, card; the camera
     keys = face.data.shape_keys.key_blocks
     assert [k.name for k in keys] == ["Basis", *CHANNELS]
     # The picture is packed into the file, at the requested size, and is the photo.
@@ -102,10 +102,10 @@ def test_portrait_rig_builds_lipsyncs_and_renders_the_photo(addon, backend_proce
     frame = max(range(int(jaw.range()[0]), int(jaw.range()[1])), key=jaw.evaluate)
     scene.frame_set(frame)
     assert keys["jawOpen"].value > 0.2
-    mouth = bpy.data.objects["grid_s1_frame_bbaf2n mouth"]  # the face's child: driven with it
-    assert mouth.parent == face and mouth.data.shape_keys.key_blocks["jawOpen"].value == pytest.approx(
-        keys["jawOpen"].value
-    )
+    for part in ("mouth", "teeth"):  # the face's children: driven with it
+        child = bpy.data.objects[f"grid_s1_frame_bbaf2n {part}"]
+        assert child.parent == face
+        assert child.data.shape_keys.key_blocks["jawOpen"].value == pytest.approx(keys["jawOpen"].value)
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     version = f"{bpy.app.version[0]}_{bpy.app.version[1]}"
     talking = render(scene, ARTEFACTS / f"portrait_rig_open_jaw_blender_{version}.png")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -85,13 +86,15 @@ class LipsyncEngine:
     def alignment_pool(self) -> AlignmentPool:
         if self._pool is None:
             self._pool = AlignmentPool(self.phonetizer, self.config.alignment_workers)
+            # An engine dropped without close() still ends its aligner processes.
+            weakref.finalize(self, self._pool.close)
         return self._pool
 
     def load(self) -> float:
         """Load the word recognizer and start the aligner processes now; returns the seconds taken
         (servers and benchmarks call this, so no request pays for it)."""
         started = time.perf_counter()
-        self.alignment_pool().start()  # first: the workers fork before CTranslate2 starts threads
+        self.alignment_pool().start()
         self.word_recognizer().load()
         return time.perf_counter() - started
 
@@ -204,7 +207,7 @@ class LipsyncEngine:
     def _untyped(self, recognizer: str) -> UntypedDecoder:
         words = recognizer == "words"
         if words:
-            self.alignment_pool().start()  # before the recognizer's threads exist (see AlignmentPool)
+            self.alignment_pool().start()  # once per engine; reused by every request
         return UntypedDecoder(
             self.phonetizer,
             self.word_recognizer() if words else None,

@@ -26,7 +26,6 @@ from multiprocessing.connection import Connection
 from steadytalk_shared.curves import LipsyncResult
 
 from ..errors import CancelledError, SteadyTalkError
-from ..lipsync.align_pool import die_with_parent
 from ..lipsync.engine import EngineConfig
 
 
@@ -84,7 +83,7 @@ class LipsyncProcess:
             [sys.executable, "-m", "steadytalk_backend.service.lipsync_worker", str(down_read), str(up_write)],
             pass_fds=(down_read, up_write),
             stdin=subprocess.DEVNULL,
-            # Its own process group: stop() kills the child with the aligner processes it forked.
+            # Its own process group: stop() kills the child with the aligner processes it started.
             start_new_session=True,
         )
         os.close(down_read)
@@ -156,6 +155,16 @@ class LipsyncProcess:
 
 
 # -- the child ---------------------------------------------------------------------------------
+def die_with_parent() -> None:
+    """Linux: be killed when the server's worker thread that started us goes, even by SIGKILL."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _child(down: Connection, up: Connection) -> None:
     from ..lipsync.engine import LipsyncEngine
 

@@ -338,7 +338,7 @@ class LipsyncServer:
 
     def _engine(self) -> LipsyncEngine:
         """The worker thread's own engine (renders lip-sync their audio with it). It aligns in
-        this process: forking aligner processes from the multi-threaded server is not safe."""
+        this process, so renders do not add aligner processes to the lip-sync children's."""
         engine = getattr(self._engines, "engine", None)
         if engine is None:
             engine = self._engines.engine = LipsyncEngine(self._engine_config(alignment_workers=1))
