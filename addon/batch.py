@@ -156,10 +156,7 @@ def start_batch(context: bpy.types.Context, push_undo: bool) -> Job:
         level = "INFO" if total else "ERROR"
         backend_link.set_message(level, f"Lip-synced {total} of {len(strips)} sound strips ({who}){end}{failed}")
         if push_undo and total:
-            try:
-                bpy.ops.ed.undo_push(message="Lip-sync All Sound Strips")
-            except RuntimeError:
-                pass  # no undo stack (background Blender, the bpy module)
+            operators.push_undo_step("Lip-sync All Sound Strips")
 
     job = Job("Lip-sync all strips", work, on_done)
     backend_link.submit(job)

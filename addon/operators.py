@@ -82,6 +82,14 @@ def _ensure_timer() -> None:
         bpy.app.timers.register(backend_link.tick, first_interval=backend_link.TICK_SECONDS)
 
 
+def push_undo_step(message: str) -> None:
+    """One undo step for a result that arrived after its operator finished (from the timer)."""
+    try:
+        bpy.ops.ed.undo_push(message=message)
+    except RuntimeError:
+        pass  # no undo stack (background Blender, the bpy module)
+
+
 def redraw_panels() -> None:
     for window in getattr(bpy.context.window_manager, "windows", []):
         for area in window.screen.areas:
@@ -190,10 +198,7 @@ def start_lipsync(context: bpy.types.Context, push_undo: bool) -> Job:
         )  # fmt: skip
         backend_link.set_message("INFO", f"{text} ({result.duration:.1f} s, {result.mode})")
         if push_undo:
-            try:
-                bpy.ops.ed.undo_push(message="Lip-sync from Audio")
-            except RuntimeError:
-                pass  # no undo stack (background Blender, the bpy module)
+            push_undo_step("Lip-sync from Audio")
 
     job = Job("Lip-sync", work, on_done)
     backend_link.submit(job)

@@ -31,7 +31,7 @@ from ..shared.portrait_rig import PortraitRigData
 from ..shared.render_contract import FACE_POINTS, srgb_decode
 from . import backend_link, face_shape_pass, preferences
 from .backend_link import Job, UserFacingError
-from .operators import JobOperator
+from .operators import JobOperator, push_undo_step
 from .rig import rig_from_arrays
 
 PORTRAIT_PROP = "steadytalk_portrait"  # on the face mesh: the picture's file name
@@ -267,10 +267,7 @@ def start_portrait_rig(context: bpy.types.Context, path: str, size: int, face: i
             f"Lip-sync from Audio animates it{notes}",
         )
         if push_undo:
-            try:
-                bpy.ops.ed.undo_push(message="Face Rig from Portrait")
-            except RuntimeError:
-                pass  # no undo stack (background Blender, the bpy module)
+            push_undo_step("Face Rig from Portrait")
 
     job = Job("Face rig from portrait", work, on_done)
     backend_link.submit(job)

@@ -95,10 +95,7 @@ def start_portrait_video(context: bpy.types.Context, picture: str, size: int, fa
             f"{summary['mode']}) in the sequencer at frame {source.start_frame}{extra}",
         )
         if push_undo:
-            try:
-                bpy.ops.ed.undo_push(message="Talking Portrait Video")
-            except RuntimeError:
-                pass  # no undo stack (background Blender, the bpy module)
+            operators.push_undo_step("Talking Portrait Video")
 
     job = Job("Talking portrait video", work, on_done)
     backend_link.submit(job)
