@@ -25,7 +25,7 @@ ALLOWED = {
     "service": {"render", "portrait", "avatar", "face", "lipsync", "performance"},
     "cli": {"service", "evaluation", "render", "portrait", "avatar", "face", "lipsync", "performance"},
 }
-TOP_LEVEL_HELPERS = {"errors", "atomic", "device", "data", "__version__"}
+TOP_LEVEL_HELPERS = {"errors", "atomic", "device", "children", "data", "__version__"}
 
 
 def _imported_modules(path: Path, package: str) -> set[str]:

@@ -15,7 +15,6 @@ import logging
 import os
 import queue
 import subprocess
-import sys
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import numpy as np
 
 from steadytalk_shared.curves import Phone
 
+from ..children import child_ends, start_child
 from ..errors import TranscriptError
 from .phonetics import Phonetizer, RecognizerConfig
 
@@ -57,17 +57,7 @@ class _Worker:
     """One aligner process and the two pipes to it."""
 
     def __init__(self, config: RecognizerConfig) -> None:
-        down_read, down_write = os.pipe()
-        up_read, up_write = os.pipe()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "steadytalk_backend.lipsync.align_pool", str(down_read), str(up_write)],
-            pass_fds=(down_read, up_write),
-            stdin=subprocess.DEVNULL,
-        )
-        os.close(down_read)
-        os.close(up_write)
-        self.to_worker = Connection(down_write, readable=False)
-        self.from_worker = Connection(up_read, writable=False)
+        self.proc, self.to_worker, self.from_worker = start_child("steadytalk_backend.lipsync.align_pool")
         self.to_worker.send(config)
 
     def ready(self) -> None:
@@ -179,4 +169,4 @@ if __name__ == "__main__":
     # (Aligned, Phone) must name classes the parent can import.
     from steadytalk_backend.lipsync import align_pool
 
-    align_pool._worker_main(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False))
+    align_pool._worker_main(*child_ends())

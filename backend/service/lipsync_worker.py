@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from multiprocessing.connection import Connection
 
 from steadytalk_shared.curves import LipsyncResult
 
+from ..children import child_ends, start_child
 from ..errors import CancelledError, SteadyTalkError
 from ..lipsync.engine import EngineConfig
 
@@ -77,19 +77,10 @@ class LipsyncProcess:
         """Start the child if it is not running; ``preload`` loads its recognizer now."""
         if self._proc is not None and self._proc.poll() is None:
             return
-        down_read, down_write = os.pipe()
-        up_read, up_write = os.pipe()
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "steadytalk_backend.service.lipsync_worker", str(down_read), str(up_write)],
-            pass_fds=(down_read, up_write),
-            stdin=subprocess.DEVNULL,
-            # Its own process group: stop() kills the child with the aligner processes it started.
-            start_new_session=True,
+        # Its own process group: stop() kills the child with the aligner processes it started.
+        self._proc, self._to_child, self._from_child = start_child(
+            "steadytalk_backend.service.lipsync_worker", new_session=True
         )
-        os.close(down_read)
-        os.close(up_write)
-        self._to_child = Connection(down_write, readable=False)
-        self._from_child = Connection(up_read, writable=False)
         self._to_child.send(("config", self.engine_config))
         if preload:
             self._to_child.send(("load",))
@@ -211,4 +202,4 @@ def _child(down: Connection, up: Connection) -> None:
 
 
 if __name__ == "__main__":
-    _child(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False))
+    _child(*child_ends())
