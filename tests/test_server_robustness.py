@@ -124,7 +124,7 @@ def _fuzz_message(rng: random.Random, audio: bytes) -> list[bytes]:
         body = {"fps": rng.choice([0, -1, 1e9, float("nan"), "25", None]), "smoothing": rng.choice([1.0, -3, 99, "a"])}
         return wire.encode(Message(wire.LIPSYNC, body=body, buffers=[audio]))
     if kind == 5:  # garbage or truncated audio
-        junk = audio[: rng.randrange(0, 200)] if rng.random() < 0.5 else os.urandom(rng.randrange(1, 500))
+        junk = audio[: rng.randrange(0, 200)] if rng.random() < 0.5 else rng.randbytes(rng.randrange(1, 500))
         return wire.encode(Message(wire.LIPSYNC, body={"fps": 25.0}, buffers=[junk]))
     if kind == 6:  # path-like or odd avatar names
         name = rng.choice(["../../etc/passwd", "/abs/path", "a" * 300, "..", "ok-name", "", "x/y"])

@@ -105,11 +105,11 @@ class _PyAVDecoder:
 
     def pieces(self, seconds: float, name: str) -> Iterator[np.ndarray]:
         resampler = self._av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-        self._container.seek(0)
         pending: list[np.ndarray] = []
         pending_samples = 0
         block = int(seconds * SAMPLE_RATE)
         try:
+            self._container.seek(0)  # garbage that FFmpeg half-opened can refuse even this
             for frame in self._container.decode(audio=0):
                 for out in resampler.resample(frame):
                     pending.append(out.to_ndarray().reshape(-1))
