@@ -29,9 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     trainer.add_argument("avatar", type=Path, help="an avatar folder made by steadytalk prepare")
     trainer.add_argument(
         "--preset",
-        choices=("tiny", "standard", "high"),
+        choices=("tiny", "tiny-native", "tiny-retrieval", "standard", "high"),
         default="standard",
-        help="tiny: minutes on a CPU; standard: 256x256 on one GPU; high: 512x512 crops",
+        help="tiny: minutes on a CPU; tiny-native: the mouth at the crop's own resolution; tiny-retrieval: "
+        "that plus the person's own frames as texture; standard: 256x256 on one GPU; high: 512x512 crops",
     )
     trainer.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when there is one)")
     trainer.add_argument("--restart", action="store_true", help="discard an unfinished run instead of resuming it")
@@ -43,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     trainer.add_argument("--epochs", type=int, help="override the preset's renderer-alone epochs")
     trainer.add_argument("--joint-epochs", type=int, help="override the preset's joint epochs (with the smoother)")
     trainer.add_argument("--max-seconds", type=float, help="train on the avatar's first seconds only")
+    trainer.add_argument(
+        "--out", type=Path, help="model folder (default AVATAR/model; a second one: eval render --model)"
+    )
     trainer.add_argument("--quiet", action="store_true", help="no progress bar")
     trainer.set_defaults(handler=cmd_train)
 
@@ -152,6 +156,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             changes[name] = getattr(args, name)
     preset = preset_with(args.preset, **changes)
     out = avatar / "ablations" / args.ablation if args.ablation else avatar / MODEL_DIR
+    if args.out is not None:
+        out = args.out
     s2a_path = avatar / MODEL_DIR / "s2a.safetensors"
     if not args.ablation and (args.restart or not s2a_path.exists()):
         print("audio-to-expression: fitting the person's residual over the rule engine", file=sys.stderr)

@@ -186,7 +186,16 @@ def _engine_raw(clip_dir: Path, frames: int) -> np.ndarray:
     return out
 
 
-def evaluate_render(avatar: Path, clips_dir: Path, work_dir: Path, out_dir: Path, log: Log = print) -> dict:
+def evaluate_render(
+    avatar: Path,
+    clips_dir: Path,
+    work_dir: Path,
+    out_dir: Path,
+    log: Log = print,
+    extra_models: dict[str, Path] | None = None,
+) -> dict:
+    """``extra_models``: other trained models of this avatar (label -> model folder), each also
+    evaluated without adaptive smoothing (an equal-budget comparison of presets)."""
     avatar, out_dir = Path(avatar), Path(out_dir)
     models = {"full": avatar / MODEL_DIR}
     # Ablations may be trained on a shorter schedule than the main model: they are compared with
@@ -194,6 +203,7 @@ def evaluate_render(avatar: Path, clips_dir: Path, work_dir: Path, out_dir: Path
     for n in ABLATIONS:
         label = "full" if n == "full" else "without " + n.removeprefix("no_").replace("_", " ")
         models[f"ablation: {label}"] = avatar / "ablations" / n
+    models |= dict(extra_models or {})
     models = {name: path for name, path in models.items() if (path / "renderer.safetensors").exists()}
     renderers = {name: AvatarRenderer(avatar, path) for name, path in models.items()}
     if "full" not in renderers:
@@ -206,6 +216,8 @@ def evaluate_render(avatar: Path, clips_dir: Path, work_dir: Path, out_dir: Path
             variants.append((name, name, True))
         if name == "ablation: full":
             variants.append(("ablation: without adaptive smoothing", name, False))
+        if name in (extra_models or {}):
+            variants.append((f"{name}, without adaptive smoothing", name, False))
     s2a_path = avatar / MODEL_DIR / "s2a.safetensors"
     s2a = S2AModel.load(s2a_path) if s2a_path.exists() else None
 
