@@ -104,6 +104,7 @@ class RetrievalState:
             radius = int(round(config.exclude_seconds * fps))
             distance[max(0, position - radius) : position + radius + 1] = np.inf
         order = np.argsort(distance, kind="stable")
+        order = order[np.isfinite(distance[order])]  # the excluded frames are no candidates
         ids, weights = np.empty(len(self.current), np.int64), np.zeros(len(self.current))
         for slot in range(len(self.current)):
             taken = ids[:slot]
