@@ -194,8 +194,8 @@ def evaluate_render(
     log: Log = print,
     extra_models: dict[str, Path] | None = None,
 ) -> dict:
-    """``extra_models``: other trained models of this avatar (label -> model folder), each also
-    evaluated without adaptive smoothing (an equal-budget comparison of presets)."""
+    """``extra_models``: other trained models of this avatar (label -> model folder), rows beside
+    the main one (an equal-budget comparison of presets)."""
     avatar, out_dir = Path(avatar), Path(out_dir)
     models = {"full": avatar / MODEL_DIR}
     # Ablations may be trained on a shorter schedule than the main model: they are compared with
@@ -216,8 +216,6 @@ def evaluate_render(
             variants.append((name, name, True))
         if name == "ablation: full":
             variants.append(("ablation: without adaptive smoothing", name, False))
-        if name in (extra_models or {}):
-            variants.append((f"{name}, without adaptive smoothing", name, False))
     s2a_path = avatar / MODEL_DIR / "s2a.safetensors"
     s2a = S2AModel.load(s2a_path) if s2a_path.exists() else None
 
