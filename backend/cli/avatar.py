@@ -53,8 +53,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--video", type=Path, default=Path("../shared/data/video/grid_s1_train_300s.mp4"), help="frontal talking head"
     )
     face_build.add_argument("--out", type=Path, default=None, help="default: the model the package loads")
+    face_build.add_argument(
+        "--shapes-only", action="store_true", help="rebuild the blendshapes on the shipped neutral (no video)"
+    )
     face_sheet = face_sub.add_parser("sheet", help="pictures of every blendshape (neutral vs 1.0, front and side)")
     face_sheet.add_argument("--out", type=Path, default=Path("face_model_sheets"))
+    face_sheet.add_argument("--only", help="just the shapes whose name contains this (e.g. brow)")
     face.set_defaults(handler=cmd_face_model)
 
 
@@ -188,14 +192,17 @@ def cmd_face_model(args: argparse.Namespace) -> int:
     from steadytalk_shared.face_model import DEFAULT_PATH, FaceModel
 
     if args.action == "build":
-        from ..face.model_build import build
+        from ..face.model_build import build, rebuild_shapes
 
+        if args.shapes_only:
+            rebuild_shapes(FaceModel.load(), args.out or DEFAULT_PATH)
+            return 0
         if not args.video.exists():
             raise SteadyTalkError(f"Video not found: {args.video}.", "Pass --video with a frontal talking-head video.")
         build(args.video, args.out or DEFAULT_PATH)
         return 0
     from ..face.preview import write_sheets
 
-    paths = write_sheets(FaceModel.load(), args.out)
+    paths = write_sheets(FaceModel.load(), args.out, args.only)
     print(f"wrote {len(paths)} pictures to {args.out} (start with {paths[0].name})")
     return 0

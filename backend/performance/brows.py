@@ -15,14 +15,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from steadytalk_shared.smoothing import gaussian_smooth
+from steadytalk_shared.upper_face import brow_channels  # noqa: F401  (the brows' channels: one place)
 
 from .features import SpeechTimeline
 
 FEATURES = ("accent", "low_stress", "energy", "pause", "pitch")
 LAGS = (-0.2, 0.0, 0.2, 0.4)  # seconds: the response at t sees the feature at t - lag
 BUMP_SECONDS = 0.1
-FULL_RAISE_MM = 6.0  # an ARKit brow-up channel at 1
-FULL_LOWER_MM = 4.0
 NOISE_SECONDS = 0.5
 
 
@@ -79,19 +78,6 @@ class BrowModel:
         data["weights"] = tuple(tuple(w) for w in data["weights"])
         data["residual_mm"] = tuple(data["residual_mm"])
         return cls(**data)
-
-
-def brow_channels(heights: np.ndarray) -> dict[str, np.ndarray]:
-    inner, outer = heights[:, 0], heights[:, 1]
-    up_outer = np.clip(outer / FULL_RAISE_MM, 0.0, 1.0)
-    down = np.clip(-inner / FULL_LOWER_MM, 0.0, 1.0)
-    return {
-        "browInnerUp": np.clip(inner / FULL_RAISE_MM, 0.0, 1.0),
-        "browOuterUpLeft": up_outer,
-        "browOuterUpRight": up_outer,
-        "browDownLeft": down,
-        "browDownRight": down,
-    }
 
 
 def fit_brows(timelines: list[SpeechTimeline], brows: list[np.ndarray], ridge: float = 5.0) -> BrowModel:

@@ -17,12 +17,13 @@ import numpy as np
 from steadytalk_shared.curves import Phone
 from steadytalk_shared.schema import CHANNEL_INDEX, NUM_CHANNELS
 from steadytalk_shared.smoothing import gaussian_smooth
+from steadytalk_shared.upper_face import brow_channels, look_channels
 
 from ..errors import SteadyTalkError
 from .blinks import BlinkModel
-from .brows import BrowModel, brow_channels
+from .brows import BrowModel
 from .features import SpeechTimeline, speech_timeline
-from .gaze import GazeModel, look_channels
+from .gaze import GazeModel
 from .head import HeadModel
 
 DEFAULT_PATH = Path(__file__).parent / "data" / "face_motion.json"
