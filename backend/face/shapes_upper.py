@@ -140,7 +140,7 @@ class UpperFaceShapes:
     def nose_sneer(self) -> np.ndarray:
         """The nostril wing and the skin beside the nose drawn up (levator labii alaeque nasi)."""
         centre = self.v[list(NOSE_ALA_LEFT)].mean(0)
-        weight = _falloff(np.linalg.norm(self.v - centre, axis=1), 0.014, core=0.003)
+        weight = _falloff(np.linalg.norm(self.v - centre, axis=1), 0.012, core=0.006)
         weight *= self.v[:, 0] > -0.002  # the left side (and the midline a little, below)
         weight *= _smoothstep((self.v[:, 1] - (centre[1] - 0.012)) / 0.008)  # not the lips
         return self._field(weight, (0.0005, 0.0030, -0.0005))
