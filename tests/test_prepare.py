@@ -18,7 +18,7 @@ from steadytalk_backend.avatar.video import CfrReport, frames_at_constant_rate, 
 from steadytalk_backend.cli import main
 from steadytalk_shared import render_contract as rc
 from steadytalk_shared.face_model import FaceModel
-from steadytalk_shared.schema import V1_CHANNELS as CHANNELS  # the face model's shapes
+from steadytalk_shared.schema import CHANNELS  # the face model's shapes: all 52
 
 CLIP = "bbbs5s"
 
@@ -52,7 +52,7 @@ def test_avatar_folder_contents(avatar):
     manifest = json.loads((avatar / "manifest.json").read_text())
     frames = manifest["video"]["frames"]
     assert frames == 75 and manifest["video"]["fps"] == 25.0  # a 3 s GRID clip
-    assert set(manifest["stages"]) == {"landmarks", "fit", "crops", "audio", "blender"}
+    assert set(manifest["stages"]) == {"landmarks", "fit", "crops", "audio", "blender", "style"}
     assert manifest["report"]["tracked_share"] == 1.0
     assert manifest["report"]["reprojection_error_iod"]["mean"] < 0.02
     for name in manifest["files"]:  # every documented file exists
@@ -60,6 +60,7 @@ def test_avatar_folder_contents(avatar):
 
     with np.load(avatar / "params.npz") as params:
         assert params["coefficients"].shape == (frames, len(CHANNELS))
+        assert tuple(params["channels"]) == CHANNELS  # stored by name
         assert params["coefficients"].min() >= 0 and params["coefficients"].max() <= 1
         assert params["rotation"].shape == (frames, 3, 3) and params["tracked"].all()
         jaw = params["coefficients"][:, CHANNELS.index("jawOpen")]

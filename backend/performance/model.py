@@ -9,7 +9,7 @@ the others as they were, and the same seed gives the same face.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,7 @@ class FaceOptions:
     head_motion: float = 1.0  # scale of the head motion; 0: still
     expressiveness: float = 1.0  # scale of brows and gaze
     seed: int = DEFAULT_SEED
-    style: str | None = None  # a named style of the model (None: its default)
+    style: str | None = None  # a named style of the model (None: its default), or avatar:PATH
 
     def check(self) -> None:
         """ValueError with what to pass for values out of range."""
@@ -94,6 +94,10 @@ class Performer:
     def perform(self, timeline: SpeechTimeline, options: FaceOptions | None = None) -> FacePerformance:
         options = options or FaceOptions()
         style = options.style or self.default_style
+        if style.startswith("avatar:"):  # a person's own manner, learned from their video (``style``)
+            from .style import person_performer
+
+            return person_performer(style).perform(timeline, replace(options, style=None))
         if style not in self.heads:
             raise SteadyTalkError(f"Unknown style {style!r}.", f"Choose one of: {', '.join(self.heads)}.")
         streams = [np.random.default_rng(s) for s in np.random.SeedSequence(int(options.seed)).spawn(4)]
