@@ -26,7 +26,8 @@ from ..lipsync.prosody import frame_energy_db, pitch_hz
 from ..performance.features import speech_timeline
 from ..performance.train import TrainingClip
 
-CACHE_VERSION = 2  # of the measures (v2: the 52-shape face model's rigid points) and phones; the landmarks have their own
+# Of the measures (v2: the 52-shape face model's rigid points) and phones; the landmarks have their own.
+CACHE_VERSION = 2
 LANDMARK_CACHE_VERSION = 1
 DEFAULT_CACHE = Path("build") / "face_tracks"
 

@@ -124,6 +124,8 @@ def person_performer(spec: str) -> Performer:
     from ..errors import SteadyTalkError
 
     path = style_path(spec)
+    if not path.is_absolute():  # resolved by the CLI or the server, never taken from a client as is
+        raise SteadyTalkError(f"Style {spec!r} names no avatar folder.", "Pass avatar:PATH with the avatar's folder.")
     if not path.is_file():
         raise SteadyTalkError(
             f"No learned style at {path}.",
