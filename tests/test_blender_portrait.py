@@ -14,7 +14,7 @@ bpy = pytest.importorskip("bpy")
 
 from conftest import extension_module, register_addon  # noqa: E402
 
-from steadytalk_shared.schema import V1_CHANNELS as CHANNELS  # noqa: E402  (the face model's shapes)
+from steadytalk_shared.schema import CHANNELS  # noqa: E402  (the face model's shapes: all 52)
 
 IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "images"
 GRID = IMAGES / "grid_s1_frame_bbaf2n.png"
