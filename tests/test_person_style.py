@@ -88,3 +88,27 @@ def test_style_for_an_avatar_prepared_before(avatars, tmp_path, capsys):
 def test_unknown_styles_are_refused_with_a_message(tmp_path, capsys):
     assert main(["lipsync", "x.wav", "--out", str(tmp_path / "x.json"), "--style", "sleepy"]) == 2
     assert "avatar:PATH" in capsys.readouterr().err
+
+
+def test_an_avatars_style_over_the_wire(avatars, shared_data):
+    """``style: avatar:NAME`` names an avatar of the server's ``--avatars`` folders (prepared is
+    enough); a path or an unknown name is refused with a message."""
+    from conftest import serving
+    from steadytalk_backend.service.server import ServerConfig
+    from steadytalk_shared.client import BackendClient, BackendError
+
+    speech = (shared_data / "video" / "obama_address_oilspill_20s.mp4").read_bytes()
+    config = ServerConfig(bind="tcp://127.0.0.1:*", poll_ms=20, avatars=(avatars["many"].parent,))
+    with serving(config) as server, BackendClient(server.endpoint, timeout=120.0, retries=0) as client:
+        many = client.lipsync(speech, face={"style": "avatar:many"})
+        few = client.lipsync(speech, face={"style": "avatar:few"})
+        with pytest.raises(BackendError, match="not a path"):
+            client.lipsync(speech, face={"style": "avatar:../many"})
+        with pytest.raises(BackendError, match="no avatar with a learned style named 'nobody'.*few, many"):
+            client.lipsync(speech, face={"style": "avatar:nobody"})
+
+    def count(result):
+        blink = result.smoothed[:, CHANNEL_INDEX["eyeBlinkLeft"]]
+        return int(np.sum((blink[1:] >= 0.5) & (blink[:-1] < 0.5)))
+
+    assert count(many) > count(few) + 3, (count(many), count(few))
