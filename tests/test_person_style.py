@@ -82,6 +82,9 @@ def test_style_for_an_avatar_prepared_before(avatars, tmp_path, capsys):
     assert main(["lipsync", "x.wav", "--out", str(tmp_path / "x.json"), "--style", f"avatar:{folder}"]) == 2
     assert "No learned style" in capsys.readouterr().err
     assert main(["style", str(folder)]) == 0
+    relative = Path(*folder.parts[len(Path.cwd().parts):]) if folder.is_relative_to(Path.cwd()) else folder
+    assert main(["lipsync", "x.wav", "--out", str(tmp_path / "x.json"), "--style", f"avatar:{relative}"]) == 2
+    assert "No learned style" not in capsys.readouterr().err  # a relative path is found (x.wav is not)
     assert "0 blinks" in capsys.readouterr().out and (folder / "style.json").is_file()
 
 

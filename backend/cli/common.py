@@ -156,8 +156,8 @@ def face_options(args: argparse.Namespace):
     if style is not None and style.startswith("avatar:"):
         from ..performance.style import person_performer, style_path
 
+        style = "avatar:" + str(style_path(style).resolve())  # the lip-sync may run in another folder
         person_performer(style)  # a clear message now if the avatar has no style
-        style = "avatar:" + str(style_path(style).resolve())
     elif style is not None and style not in default_performer().styles:
         raise SteadyTalkError(
             f"Unknown style {style!r}.",
