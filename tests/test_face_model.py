@@ -8,9 +8,11 @@ import pytest
 
 from steadytalk_backend.face.model_build import boundary_loops
 from steadytalk_shared.face_model import FaceModel
+from steadytalk_shared.schema import (
+    CHANNELS,  # the model's shapes: all 52 (schema v2)
+    V1_CHANNELS,
+)
 from steadytalk_shared.schema import CHANNELS as ALL_CHANNELS
-from steadytalk_shared.schema import CHANNELS  # the model's shapes: all 52 (schema v2)
-from steadytalk_shared.schema import V1_CHANNELS
 
 
 @pytest.fixture(scope="module")
