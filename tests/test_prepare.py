@@ -251,6 +251,7 @@ def test_an_avatar_prepared_before_schema_v2_still_loads_and_trains(avatar, tmp_
     import shutil
 
     from conftest import tiny_preset
+
     from steadytalk_backend.avatar.params import load_coefficients
     from steadytalk_backend.render.data import AvatarFrames
     from steadytalk_backend.render.s2a_person import load_avatar_sequences
