@@ -1,5 +1,5 @@
-"""``steadytalk prepare``, ``train`` and ``face-model``: a person's video into a trained avatar, and
-the canonical face model."""
+"""``steadytalk prepare``, ``style``, ``train`` and ``face-model``: a person's video into a trained
+avatar with its own manner, and the canonical face model."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     prep.add_argument("--force", action="store_true", help="rebuild an avatar folder made from another video")
     prep.add_argument("--quiet", action="store_true", help="no progress bar")
     prep.set_defaults(handler=cmd_prepare)
+
+    style = sub.add_parser("style", help="learn an avatar's blinks, gaze, brows and head motion from its video")
+    style.add_argument("avatar", type=Path, help="an avatar folder made by steadytalk prepare")
+    style.set_defaults(handler=cmd_style)
 
     trainer = sub.add_parser("train", help="train an avatar's neural renderer and audio-to-expression model")
     trainer.add_argument("avatar", type=Path, help="an avatar folder made by steadytalk prepare")
@@ -53,8 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--video", type=Path, default=Path("../shared/data/video/grid_s1_train_300s.mp4"), help="frontal talking head"
     )
     face_build.add_argument("--out", type=Path, default=None, help="default: the model the package loads")
+    face_build.add_argument(
+        "--shapes-only", action="store_true", help="rebuild the blendshapes on the shipped neutral (no video)"
+    )
     face_sheet = face_sub.add_parser("sheet", help="pictures of every blendshape (neutral vs 1.0, front and side)")
     face_sheet.add_argument("--out", type=Path, default=Path("face_model_sheets"))
+    face_sheet.add_argument("--only", help="just the shapes whose name contains this (e.g. brow)")
     face.set_defaults(handler=cmd_face_model)
 
 
@@ -138,6 +146,23 @@ class TrainBar:
             self._bar = None
 
 
+def cmd_style(args: argparse.Namespace) -> int:
+    from ..avatar.person_style import learn_style
+
+    report_style(args.avatar, learn_style(args.avatar))
+    return 0
+
+
+def report_style(avatar: Path, measured: dict) -> None:
+    print(
+        f"style of {avatar.name} ({measured['seconds']:.0f} s): {measured['blinks']} blinks "
+        f"({measured['blinks_per_minute_tracked']:.1f}/min tracked, {measured['blinks_per_minute_style']:.1f}/min "
+        f"learned), median blink {measured['blink_median_seconds']:.2f} s, head std "
+        f"{'/'.join(f'{v:.1f}' for v in measured['head_std_degrees'])} deg, brows x{measured['brow_scale']:.2f}; "
+        f"written to {avatar / 'style.json'} (use: --style avatar:{avatar})"
+    )
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from ..render.presets import ABLATIONS, MODEL_DIR, preset_with
     from ..render.s2a_person import train_s2a
@@ -153,6 +178,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     preset = preset_with(args.preset, **changes)
     out = avatar / "ablations" / args.ablation if args.ablation else avatar / MODEL_DIR
     s2a_path = avatar / MODEL_DIR / "s2a.safetensors"
+    if not (avatar / "style.json").exists():  # prepared before avatars learned their manner
+        from ..avatar.person_style import learn_style
+
+        report_style(avatar, learn_style(avatar))
     if not args.ablation and (args.restart or not s2a_path.exists()):
         print("audio-to-expression: fitting the person's residual over the rule engine", file=sys.stderr)
         model, report = train_s2a(avatar)
@@ -188,14 +217,17 @@ def cmd_face_model(args: argparse.Namespace) -> int:
     from steadytalk_shared.face_model import DEFAULT_PATH, FaceModel
 
     if args.action == "build":
-        from ..face.model_build import build
+        from ..face.model_build import build, rebuild_shapes
 
+        if args.shapes_only:
+            rebuild_shapes(FaceModel.load(), args.out or DEFAULT_PATH)
+            return 0
         if not args.video.exists():
             raise SteadyTalkError(f"Video not found: {args.video}.", "Pass --video with a frontal talking-head video.")
         build(args.video, args.out or DEFAULT_PATH)
         return 0
     from ..face.preview import write_sheets
 
-    paths = write_sheets(FaceModel.load(), args.out)
+    paths = write_sheets(FaceModel.load(), args.out, args.only)
     print(f"wrote {len(paths)} pictures to {args.out} (start with {paths[0].name})")
     return 0

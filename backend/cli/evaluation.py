@@ -63,6 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     eval_face.add_argument("--out", type=Path, default=Path("eval_face"), help="plots and face_report.json go here")
     eval_face.add_argument("--cache", type=Path, default=Path("build/face_tracks"), help="tracking cache folder")
     eval_face.add_argument("--json", type=Path, help="also write the report as JSON")
+    eval_face.add_argument("--model", type=Path, help="face-motion parameters to evaluate (default: the shipped ones)")
     evaluate.set_defaults(handler=cmd_eval)
 
 
@@ -98,7 +99,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         if not (args.data / "video").is_dir():
             raise SteadyTalkError(f"No video folder in {args.data}.", "Pass --data pointing at the shared data folder.")
-        report = evaluate_face(args.data, args.out, args.cache, log=log)
+        from ..performance.model import Performer
+
+        performer = Performer.load(args.model) if args.model else None
+        report = evaluate_face(args.data, args.out, args.cache, performer, log=log)
         print(format_face_report(report))
     else:
         report = evaluate_lipsync(args.directory, fps=args.fps, speech_dir=args.speech_dir, log=log)
