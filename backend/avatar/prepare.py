@@ -87,8 +87,9 @@ def interpolate_missing(points: np.ndarray, found: np.ndarray) -> np.ndarray:
 
 
 class Preparer:
-    def __init__(self, video: Path, out: Path, config: PrepareConfig | None = None, force: bool = False) -> None:
+    def __init__(self, video: Path, out: Path, config: PrepareConfig | None = None, force=False, device=None) -> None:
         self.video = Path(video)
+        self.device = device  # torch.device or name, for the shape pass (mouth masks); not in the fingerprint
         self.out = Path(out)
         self.config = config or PrepareConfig()
         self.force = force
@@ -318,7 +319,7 @@ class Preparer:
             masks[size] = np.zeros((total, size, (size + 7) // 8), dtype=np.uint8)
         width, height = manifest.video["width"], manifest.video["height"]
         plate = VideoWriter(self.out / "plate.mp4", width - width % 2, height - height % 2, fps, self.config.crf)
-        device = pick_device()  # batched on the GPU where there is one
+        device = pick_device(self.device)  # batched on the GPU where there is one
         renderers = {size: ShapePassRenderer(self.model, size, size, device) for size in self.config.sizes}
         batch: list[int] = []
         # A contact sheet for the user: a few frames with the shape pass and mouth region on top.
@@ -432,8 +433,8 @@ class Preparer:
         return {}
 
 
-def prepare(video: Path, out: Path, config: PrepareConfig | None = None, force: bool = False, progress=None):
+def prepare(video: Path, out: Path, config: PrepareConfig | None = None, force=False, progress=None, device=None):
     try:
-        return Preparer(video, out, config, force).run(progress)
+        return Preparer(video, out, config, force, device).run(progress)
     except VideoError as exc:
         raise PrepareError(exc.message, exc.hint) from None

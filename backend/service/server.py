@@ -89,18 +89,14 @@ class ServerConfig:
     preload: bool = False
 
 
-def device_info() -> dict:
+def device_info(device: str | None = None) -> dict:
+    """The renderer's device as ``ping`` reports it; a device this machine lacks stops the server
+    at start (``DeviceError``), not at the first render."""
     try:
-        import torch
-
-        cuda = torch.cuda.is_available()
-        return {
-            "device": "cuda" if cuda else "cpu",
-            "gpu": torch.cuda.get_device_name(0) if cuda else None,
-            "torch": torch.__version__,
-        }
+        from ..device import describe, pick_device
     except ImportError:  # the lip-sync path itself needs no torch
         return {"device": "cpu", "gpu": None, "torch": None}
+    return describe(pick_device(device))
 
 
 class ServerSetupError(SteadyTalkError):
@@ -110,6 +106,7 @@ class ServerSetupError(SteadyTalkError):
 class LipsyncServer:
     def __init__(self, config: ServerConfig | None = None, context: zmq.Context | None = None) -> None:
         self.config = config or ServerConfig()
+        device = device_info(self.config.device)  # before binding: a bad --device stops here
         self.context = context or zmq.Context.instance()
         self._authenticator = None
         self.router = self.context.socket(zmq.ROUTER)
@@ -158,7 +155,7 @@ class LipsyncServer:
             "platform": platform.platform(),
             "avatars": self.avatars.names(),
             "max_frames_per_request": self.config.max_frames_per_request,
-            **device_info(),
+            **device,
         }
 
     def _secure(self, config: ServerConfig) -> None:
