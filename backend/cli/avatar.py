@@ -145,8 +145,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     """One process, or one of torchrun's (``torchrun --nproc_per_node N -m steadytalk_backend.cli train``):
     every rank trains its share of each batch; rank 0 alone fits the audio-to-expression model,
     writes and prints."""
+    from ..device import pick_device
     from ..render import distributed
 
+    pick_device(args.device)  # a device this machine lacks: one line, before anything else
     avatar: Path = args.avatar
     if not (avatar / "manifest.json").exists():
         raise SteadyTalkError(f"{avatar} is not an avatar folder.", "Make one with: steadytalk prepare VIDEO --out DIR")
