@@ -44,6 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     trainer.add_argument("--epochs", type=int, help="override the preset's renderer-alone epochs")
     trainer.add_argument("--joint-epochs", type=int, help="override the preset's joint epochs (with the smoother)")
     trainer.add_argument("--max-seconds", type=float, help="train on the avatar's first seconds only")
+    trainer.add_argument(
+        "--windows-per-step",
+        type=int,
+        help="override the preset's global batch (windows of 12 frames per step), split over torchrun's processes",
+    )
     trainer.add_argument("--quiet", action="store_true", help="no progress bar")
     trainer.set_defaults(handler=cmd_train)
 
@@ -154,9 +159,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise SteadyTalkError(f"{avatar} is not an avatar folder.", "Make one with: steadytalk prepare VIDEO --out DIR")
     world, device = distributed.start(args.device)
     try:
-        return _train(args, world, device)
-    finally:
-        distributed.stop(world)
+        status = _train(args, world, device)
+    except BaseException as exc:
+        distributed.leave(world)  # no waiting for the others: they may have stopped too
+        if world.distributed and isinstance(exc, RuntimeError):  # a collective whose peer is gone
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise SteadyTalkError(
+                f"Training process {world.rank} of {world.size} lost the others ({first[:160]}).",
+                "One of them stopped first: its error is above.",
+            ) from exc
+        raise
+    distributed.stop(world)
+    return status
 
 
 def _train(args: argparse.Namespace, world, device) -> int:
@@ -167,7 +181,7 @@ def _train(args: argparse.Namespace, world, device) -> int:
 
     avatar: Path = args.avatar
     changes = dict(ABLATIONS.get(args.ablation or "", {}))
-    for name in ("epochs", "joint_epochs", "max_seconds"):
+    for name in ("epochs", "joint_epochs", "max_seconds", "windows_per_step"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     preset = preset_with(args.preset, **changes)
@@ -186,8 +200,8 @@ def _train(args: argparse.Namespace, world, device) -> int:
         )
     distributed.barrier(world)  # the others wait while rank 0 fits it
     if world.distributed and world.is_main:
-        share = preset.windows_per_step // world.size
-        print(f"training on {world.size} processes ({device.type}): {share} windows of each batch per process")
+        share, total = preset.windows_per_step // world.size, preset.windows_per_step
+        print(f"training on {world.size} processes ({device.type}): {share} of the {total} windows of a step each")
     bar = TrainBar(not args.quiet and world.is_main)
     log = (lambda line: print(line, file=sys.stderr)) if world.is_main else (lambda line: None)  # noqa: E731
     try:

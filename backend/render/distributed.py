@@ -109,6 +109,12 @@ def stop(world: World) -> None:
         dist.destroy_process_group()
 
 
+def leave(world: World) -> None:
+    """Leave the group at once (this rank failed; waiting for the others could hang)."""
+    if world.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def barrier(world: World) -> None:
     if world.distributed:
         dist.barrier()
@@ -120,12 +126,16 @@ def wrap(module: nn.Module, world: World, device: torch.device) -> nn.Module:
     if not world.distributed:
         return module
     ids = [device.index] if device.type == "cuda" else None
-    # No buffers to keep in step (GroupNorm), and every rank starts from the same seeded weights;
-    # DDP still broadcasts rank 0's parameters once here.
-    return nn.parallel.DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+    # Every rank starts from the same seeded weights; DDP broadcasts rank 0's once here anyway.
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids)
 
 
 def check_batch(windows_per_step: int, world: World) -> None:
+    """The global batch must split evenly: every rank trains the same number of windows."""
+    if windows_per_step < 1:
+        raise DistributedError(
+            f"A step needs at least one window, not {windows_per_step}.", "Use --windows-per-step 1 or more."
+        )
     if windows_per_step % world.size:
         raise DistributedError(
             f"The global batch of {windows_per_step} windows does not split over {world.size} processes.",
