@@ -16,6 +16,8 @@ this process is used as it is).
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -49,6 +51,11 @@ class JobOutcome:
     seconds: float = 0.0
     frames: int = 0
     error: str = ""
+    worker: str = ""  # host:pid of the process that rendered it (a Ray actor's with --ray)
+
+
+def _worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def read_list(path: Path, out_dir: Path) -> list[BatchJob]:
@@ -98,11 +105,12 @@ class LocalRenderer:
                 self.renderer, self.reference, Path(job.audio), Path(job.out), job.transcript, self.config, progress
             )
         except SteadyTalkError as exc:
-            return JobOutcome(job.audio, job.out, "failed", time.monotonic() - start, error=str(exc))
+            return JobOutcome(job.audio, job.out, "failed", time.monotonic() - start, error=str(exc), worker=_worker())
         except Exception as exc:  # one bad file must not stop a night's batch; keep the trace
             trace = traceback.format_exc(limit=4)
-            return JobOutcome(job.audio, job.out, "failed", time.monotonic() - start, error=f"{exc!r}\n{trace}")
-        return JobOutcome(job.audio, job.out, "done", time.monotonic() - start, summary["frames"])
+            error = f"{exc!r}\n{trace}"
+            return JobOutcome(job.audio, job.out, "failed", time.monotonic() - start, error=error, worker=_worker())
+        return JobOutcome(job.audio, job.out, "done", time.monotonic() - start, summary["frames"], worker=_worker())
 
 
 def run_batch(
