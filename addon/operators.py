@@ -212,6 +212,12 @@ class JobOperator:
     _timer = None
     tick_seconds = backend_link.TICK_SECONDS
 
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        """Available while no other backend job runs (one job at a time)."""
+        job = backend_link.current()
+        return context.scene is not None and (job is None or job.finished)
+
     def start(self, context: bpy.types.Context, from_ui: bool) -> None:
         raise NotImplementedError
 
@@ -258,11 +264,6 @@ class STEADYTALK_OT_lipsync(JobOperator, bpy.types.Operator):
     bl_idname = "steadytalk.lipsync"
     bl_label = "Lip-sync from Audio"
     bl_options = {"REGISTER", "UNDO"}
-
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        job = backend_link.current()
-        return context.scene is not None and (job is None or job.finished)
 
     def start(self, context: bpy.types.Context, from_ui: bool) -> None:
         # From the UI this operator's own undo step holds the result.
@@ -402,8 +403,7 @@ class STEADYTALK_OT_render_photoreal(JobOperator, bpy.types.Operator):
     def poll(cls, context: bpy.types.Context) -> bool:
         from . import avatar
 
-        job = backend_link.current()
-        return avatar.avatar_of(context.active_object) is not None and (job is None or job.finished)
+        return avatar.avatar_of(context.active_object) is not None and super().poll(context)
 
     def start(self, context: bpy.types.Context, from_ui: bool) -> None:
         from . import avatar

@@ -274,7 +274,27 @@ def start_portrait_rig(context: bpy.types.Context, path: str, size: int, face: i
     return job
 
 
-class STEADYTALK_OT_portrait_rig(JobOperator, bpy.types.Operator):
+class PicturePicker(JobOperator):
+    """A backend job on one picture: the picture's path and which face, and from the panel the
+    file browser first (then it runs as from a script). Shared by the portrait operators."""
+
+    filepath: bpy.props.StringProperty(subtype="FILE_PATH", name="Picture")
+    filter_glob: bpy.props.StringProperty(
+        default="*.png;*.jpg;*.jpeg;*.webp;*.tif;*.tiff;*.bmp;*.gif", options={"HIDDEN"}
+    )
+    face: bpy.props.IntProperty(
+        name="Face", description="Which face when the picture has several: 1 is the leftmost, 0 the largest",
+        default=0, min=0, max=64,
+    )  # fmt: skip
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if not self.filepath:
+            context.window_manager.fileselect_add(self)
+            return {"RUNNING_MODAL"}
+        return super().invoke(context, event)
+
+
+class STEADYTALK_OT_portrait_rig(PicturePicker, bpy.types.Operator):
     """Build a talking-portrait rig from one photo or painting: the person's face mesh with the ARKit shape
     keys, the picture as its texture, a background card and a camera (fitted by the backend)"""
 
@@ -282,29 +302,10 @@ class STEADYTALK_OT_portrait_rig(JobOperator, bpy.types.Operator):
     bl_label = "Face Rig from Portrait"
     bl_options = {"REGISTER", "UNDO"}
 
-    filepath: bpy.props.StringProperty(subtype="FILE_PATH", name="Picture")
-    filter_glob: bpy.props.StringProperty(
-        default="*.png;*.jpg;*.jpeg;*.webp;*.tif;*.tiff;*.bmp;*.gif", options={"HIDDEN"}
-    )
     size: bpy.props.IntProperty(
         name="Texture Size", description="The texture's longer side in pixels (the picture is resized to it)",
         default=1024, min=128, max=4096,
     )  # fmt: skip
-    face: bpy.props.IntProperty(
-        name="Face", description="Which face when the picture has several: 1 is the leftmost, 0 the largest",
-        default=0, min=0, max=64,
-    )  # fmt: skip
-
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        job = backend_link.current()
-        return context.scene is not None and (job is None or job.finished)
-
-    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        if not self.filepath:  # from the panel: pick the picture first, then run as from a script
-            context.window_manager.fileselect_add(self)
-            return {"RUNNING_MODAL"}
-        return super().invoke(context, event)
 
     def start(self, context: bpy.types.Context, from_ui: bool) -> None:
         # From the UI this operator's own undo step holds the rig (as Lip-sync from Audio does).

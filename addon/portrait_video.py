@@ -12,7 +12,7 @@ import bpy
 
 from . import backend_link, lipsync, operators, preferences
 from .backend_link import Job, UserFacingError
-from .portrait import picture_file
+from .portrait import PicturePicker, picture_file
 
 VIDEO_TAG = "steadytalk_portrait_video"  # on the strips: the mp4 they show
 
@@ -102,35 +102,16 @@ def start_portrait_video(context: bpy.types.Context, picture: str, size: int, fa
     return job
 
 
-class STEADYTALK_OT_portrait_video(operators.JobOperator, bpy.types.Operator):
+class STEADYTALK_OT_portrait_video(PicturePicker, bpy.types.Operator):
     """Make a talking-portrait video on the backend from one picture and the panel's audio, into the sequencer"""
 
     bl_idname = "steadytalk.portrait_video"
     bl_label = "Talking Portrait Video"
     bl_options = {"REGISTER", "UNDO"}
 
-    filepath: bpy.props.StringProperty(subtype="FILE_PATH", name="Picture")
-    filter_glob: bpy.props.StringProperty(
-        default="*.png;*.jpg;*.jpeg;*.webp;*.tif;*.tiff;*.bmp;*.gif", options={"HIDDEN"}
-    )
     size: bpy.props.IntProperty(
         name="Size", description="The video's longer side in pixels", default=512, min=128, max=4096
     )
-    face: bpy.props.IntProperty(
-        name="Face", description="Which face when the picture has several: 1 is the leftmost, 0 the largest",
-        default=0, min=0, max=64,
-    )  # fmt: skip
-
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        job = backend_link.current()
-        return context.scene is not None and (job is None or job.finished)
-
-    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        if not self.filepath:
-            context.window_manager.fileselect_add(self)
-            return {"RUNNING_MODAL"}
-        return super().invoke(context, event)
 
     def start(self, context: bpy.types.Context, from_ui: bool) -> None:
         start_portrait_video(context, self.filepath, self.size, self.face, push_undo=not from_ui)

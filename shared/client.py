@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import numpy as np
 import zmq
 
 from . import protocol as wire
-from .curves import LipsyncResult, Phone
+from .curves import LipsyncResult
+from .messages import file_bytes, picture_name, result_from_reply
 from .protocol import Message, ProtocolError
-from .schema import CHANNELS, SCHEMA_VERSION, upgrade_curves
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5757"
 
@@ -350,8 +349,8 @@ class BackendClient:
             body["face"] = int(face)
         if transcript is not None:
             body["transcript"] = transcript
-        buffers = [_file_bytes(image), _file_bytes(audio)]
-        body.update(_picture_name(image, name))
+        buffers = [file_bytes(image), file_bytes(audio)]
+        body.update(picture_name(image, name))
         reply = self.request(
             Message(wire.PORTRAIT, body=body, buffers=buffers), timeout=timeout, progress=progress, cancelled=cancelled
         )
@@ -373,71 +372,6 @@ class BackendClient:
         body: dict = {"size": int(size)}
         if face is not None:
             body["face"] = int(face)
-        body.update(_picture_name(image, name))
-        message = Message(wire.PORTRAIT_RIG, body=body, buffers=[_file_bytes(image)])
+        body.update(picture_name(image, name))
+        message = Message(wire.PORTRAIT_RIG, body=body, buffers=[file_bytes(image)])
         return rig_from_reply(self.request(message, timeout=timeout, progress=progress, cancelled=cancelled))
-
-
-def _picture_name(image: bytes | str | Path, name: str | None) -> dict:
-    """The picture's file name for the backend's messages ("the face in NAME ..."); never a path."""
-    name = name or (None if isinstance(image, bytes) else Path(image).name)
-    return {"name": name} if name else {}
-
-
-def _file_bytes(source: bytes | str | Path) -> bytes:
-    return source if isinstance(source, bytes) else Path(source).read_bytes()
-
-
-def render_frames_message(
-    session: str,
-    first: int,
-    context_before: int,
-    count: int,
-    references: list[int],
-    shapes: np.ndarray,
-    coefficients: np.ndarray,
-) -> Message:
-    """A ``render_frames`` request: shape passes (N, S, S, 3) uint8 and coefficients (N, C) of
-    frames ``first - context_before`` onwards; the reply holds frames ``first .. first + count``."""
-    body = {
-        "session": session,
-        "first": int(first),
-        "context_before": int(context_before),
-        "count": int(count),
-        "references": [int(r) for r in references],
-    }
-    return Message(
-        wire.RENDER_FRAMES,
-        body=body,
-        buffers=[np.ascontiguousarray(shapes, dtype=np.uint8), np.ascontiguousarray(coefficients, dtype=np.float32)],
-    )
-
-
-def result_from_reply(reply: Message) -> LipsyncResult:
-    body = reply.body
-    raw, smoothed, sigma = (np.array(reply.array(i), dtype=np.float32) for i in range(3))
-    # Schema v2 servers add the head track (smoothed, raw) as two more arrays.
-    head, head_raw = (np.array(reply.array(i), np.float32) for i in (3, 4)) if len(reply.buffers) >= 5 else (None, None)
-    version = int(body["schema_version"])
-    channels = tuple(body["channels"])
-    if version < SCHEMA_VERSION:  # an older backend: its curves in this build's columns
-        raw, smoothed = upgrade_curves(raw, version), upgrade_curves(smoothed, version)
-        version, channels = SCHEMA_VERSION, CHANNELS
-    return LipsyncResult(
-        fps=float(body["fps"]),
-        raw=raw,
-        smoothed=smoothed,
-        sigma=sigma,
-        phones=[Phone(p[0], float(p[1]), float(p[2]), p[3]) for p in body["phones"]],
-        duration=float(body["duration"]),
-        mode=body["mode"],
-        smoothing_strength=float(body["smoothing_strength"]),
-        warnings=list(body.get("warnings", [])),
-        channels=channels,
-        schema_version=version,
-        head=head,
-        head_raw=head_raw,
-        seed=body.get("seed"),
-        transcript_text=(body.get("transcript") or {}).get("text", ""),
-        transcript_source=(body.get("transcript") or {}).get("source", ""),
-    )

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .client import BackendClient, render_frames_message
+from .client import BackendClient
+from .messages import render_frames_message
 
 ShapeOf = Callable[[int], tuple[np.ndarray, np.ndarray]]  # frame -> (shape pass (S,S,3) u8, coefficients)
 

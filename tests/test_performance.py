@@ -18,10 +18,11 @@ from steadytalk_backend.performance.blinks import BlinkModel, detect_blinks, fit
 from steadytalk_backend.performance.features import speech_timeline
 from steadytalk_backend.performance.model import FaceOptions, default_performer
 from steadytalk_shared import protocol as wire
-from steadytalk_shared.client import BackendClient, BackendError, result_from_reply
+from steadytalk_shared.client import BackendClient, BackendError
 from steadytalk_shared.curves import LipsyncResult, Phone
 from steadytalk_shared.head import euler_from_matrix, matrix_from_euler
 from steadytalk_shared.livelink import BLEND_SHAPE_COUNT, HEADER, LIVE_LINK_CURVES, live_link_csv, timecode
+from steadytalk_shared.messages import result_from_reply
 from steadytalk_shared.protocol import Message
 from steadytalk_shared.schema import CHANNEL_INDEX, CHANNELS, MOUTH_CHANNELS, NUM_MOUTH_CHANNELS, UPPER_FACE_CHANNELS
 

@@ -161,7 +161,7 @@ def test_server_limits_and_names(render_server, trained_avatar, avatar_frames):
         session = _open(client, trained_avatar.name, 100)
         shapes = np.zeros((40, 256, 256, 3), np.uint8)
         coefficients = np.zeros((40, 33), np.float32)
-        from steadytalk_shared.client import render_frames_message
+        from steadytalk_shared.messages import render_frames_message
 
         too_many = render_frames_message(session["session"], 0, 0, 40, [0] * 40, shapes, coefficients)
         with pytest.raises(BackendError) as caught:

@@ -18,6 +18,7 @@ import numpy as np
 from steadytalk_shared.protocol import ErrorCode, Message, ProtocolError
 
 from ..lipsync.engine import LipsyncEngine
+from .config import JobHost, ServerConfig
 from .requests import PLAIN_NAME, confined, render_frames_params
 
 
@@ -37,21 +38,18 @@ class RenderSession:
     used: float = field(default_factory=time.monotonic)
 
 
-class AvatarHost:
+class AvatarHost(JobHost):
     """Avatars and render sessions of one server. ``engine`` gives the calling worker thread's
     lip-sync engine; ``cancelled(request)`` tells a job whether to stop."""
 
     def __init__(
         self,
-        config,  # service.server.ServerConfig: avatars, device, frame and session limits
+        config: ServerConfig,
         jobs_dir: Path,
         engine: Callable[[], LipsyncEngine],
         cancelled: Callable[[Message], Callable[[], bool]],
     ) -> None:
-        self.config = config
-        self.jobs_dir = jobs_dir
-        self._engine = engine
-        self._cancelled = cancelled
+        super().__init__(config, jobs_dir, engine, cancelled)
         self._lock = threading.Lock()
         self._avatars: dict[str, LoadedAvatar] = {}
         self._avatar_loading = threading.Lock()

@@ -5,32 +5,17 @@ the only file written is the video in progress, inside the server's jobs folder.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
 import numpy as np
 
 from steadytalk_shared.png import encode_png
 from steadytalk_shared.protocol import PORTRAIT_RIG_BUFFERS, ErrorCode, Message, ProtocolError
 
-from ..lipsync.engine import LipsyncEngine
+from .config import JobHost
 
 
-class PortraitHost:
+class PortraitHost(JobHost):
     """The portrait requests of one server: its lip-sync engine per worker (so its audio limits
     apply), its frame and message limits, and its jobs folder."""
-
-    def __init__(
-        self,
-        config,  # service.server.ServerConfig
-        jobs_dir: Path,
-        engine: Callable[[], LipsyncEngine],
-        cancelled: Callable[[Message], Callable[[], bool]],
-    ) -> None:
-        self.config = config
-        self.jobs_dir = jobs_dir
-        self._engine = engine
-        self._cancelled = cancelled
 
     def _options(self, params: dict):
         from ..portrait.pipeline import PortraitOptions
