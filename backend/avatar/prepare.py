@@ -83,8 +83,9 @@ def interpolate_missing(points: np.ndarray, found: np.ndarray) -> np.ndarray:
 
 
 class Preparer(DrawingStages):
-    def __init__(self, video: Path, out: Path, config: PrepareConfig | None = None, force: bool = False) -> None:
+    def __init__(self, video: Path, out: Path, config: PrepareConfig | None = None, force=False, device=None) -> None:
         self.video = Path(video)
+        self.device = device  # torch.device or name, for the shape pass (mouth masks); not in the fingerprint
         self.out = Path(out)
         self.config = config or PrepareConfig()
         self.force = force
@@ -313,8 +314,8 @@ class Preparer(DrawingStages):
         return {"measured": measured}
 
 
-def prepare(video: Path, out: Path, config: PrepareConfig | None = None, force: bool = False, progress=None):
+def prepare(video: Path, out: Path, config: PrepareConfig | None = None, force=False, progress=None, device=None):
     try:
-        return Preparer(video, out, config, force).run(progress)
+        return Preparer(video, out, config, force, device).run(progress)
     except VideoError as exc:
         raise PrepareError(exc.message, exc.hint) from None

@@ -55,7 +55,7 @@ class DrawingStages:
             masks[size] = np.zeros((total, size, (size + 7) // 8), dtype=np.uint8)
         width, height = manifest.video["width"], manifest.video["height"]
         plate = VideoWriter(self.out / "plate.mp4", width - width % 2, height - height % 2, fps, self.config.crf)
-        device = pick_device()  # batched on the GPU where there is one
+        device = pick_device(self.device)  # batched on the GPU where there is one
         renderers = {size: ShapePassRenderer(self.model, size, size, device) for size in self.config.sizes}
         batch: list[int] = []
         # A contact sheet for the user: a few frames with the shape pass and mouth region on top.

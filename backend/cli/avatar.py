@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ..errors import SteadyTalkError
-from .common import add_transcript_options, positive_fps, read_transcript
+from .common import add_device_option, add_transcript_options, positive_fps, read_transcript
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     prep.add_argument("--fps", type=positive_fps, default=None, help="output frame rate (default: the video's)")
     add_transcript_options(prep, "the words spoken, for a more accurate phone alignment")
     prep.add_argument("--force", action="store_true", help="rebuild an avatar folder made from another video")
+    add_device_option(prep, " for the face-shape pass of the mouth masks")
     prep.add_argument("--quiet", action="store_true", help="no progress bar")
     prep.set_defaults(handler=cmd_prepare)
 
@@ -37,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="standard",
         help="tiny: minutes on a CPU; standard: 256x256 on one GPU; high: 512x512 crops",
     )
-    trainer.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when there is one)")
+    add_device_option(trainer, " (under torchrun: each process takes the GPU of its local rank)")
     trainer.add_argument("--restart", action="store_true", help="discard an unfinished run instead of resuming it")
     trainer.add_argument(
         "--ablation",
@@ -47,6 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     trainer.add_argument("--epochs", type=int, help="override the preset's renderer-alone epochs")
     trainer.add_argument("--joint-epochs", type=int, help="override the preset's joint epochs (with the smoother)")
     trainer.add_argument("--max-seconds", type=float, help="train on the avatar's first seconds only")
+    trainer.add_argument(
+        "--windows-per-step",
+        type=int,
+        help="override the preset's global batch (windows of 12 frames per step), split over torchrun's processes",
+    )
     trainer.add_argument("--quiet", action="store_true", help="no progress bar")
     trainer.set_defaults(handler=cmd_train)
 
@@ -93,13 +99,15 @@ class StageBars:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from ..avatar.prepare import PrepareConfig, prepare
+    from ..device import pick_device
 
+    device = pick_device(args.device)
     sizes = tuple(sorted(set(args.size or [256])))
     config = PrepareConfig(sizes=sizes, fps=args.fps, transcript=read_transcript(args))
     bars = StageBars(not args.quiet)
     started = time.perf_counter()
     try:
-        manifest = prepare(args.video, args.out, config, force=args.force, progress=bars)
+        manifest = prepare(args.video, args.out, config, force=args.force, progress=bars, device=device)
     finally:
         bars.close()
     elapsed = time.perf_counter() - started
@@ -164,25 +172,52 @@ def report_style(avatar: Path, measured: dict) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """One process, or one of torchrun's (``torchrun --nproc_per_node N -m steadytalk_backend.cli train``):
+    every rank trains its share of each batch; rank 0 alone fits the audio-to-expression model,
+    writes and prints."""
+    from ..device import pick_device
+    from ..render import distributed
+
+    pick_device(args.device)  # a device this machine lacks: one line, before anything else
+    avatar: Path = args.avatar
+    if not (avatar / "manifest.json").exists():
+        raise SteadyTalkError(f"{avatar} is not an avatar folder.", "Make one with: steadytalk prepare VIDEO --out DIR")
+    world, device = distributed.start(args.device)
+    try:
+        status = _train(args, world, device)
+    except BaseException as exc:
+        distributed.leave(world)  # no waiting for the others: they may have stopped too
+        if world.distributed and isinstance(exc, RuntimeError):  # a collective whose peer is gone
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise SteadyTalkError(
+                f"Training process {world.rank} of {world.size} lost the others ({first[:160]}).",
+                "One of them stopped first: its error is above.",
+            ) from exc
+        raise
+    distributed.stop(world)
+    return status
+
+
+def _train(args: argparse.Namespace, world, device) -> int:
+    from ..render import distributed
     from ..render.presets import ABLATIONS, MODEL_DIR, preset_with
     from ..render.s2a_person import train_s2a
     from ..render.train import RendererTrainer
 
     avatar: Path = args.avatar
-    if not (avatar / "manifest.json").exists():
-        raise SteadyTalkError(f"{avatar} is not an avatar folder.", "Make one with: steadytalk prepare VIDEO --out DIR")
     changes = dict(ABLATIONS.get(args.ablation or "", {}))
-    for name in ("epochs", "joint_epochs", "max_seconds"):
+    for name in ("epochs", "joint_epochs", "max_seconds", "windows_per_step"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     preset = preset_with(args.preset, **changes)
+    distributed.check_batch(preset.windows_per_step, world)
     out = avatar / "ablations" / args.ablation if args.ablation else avatar / MODEL_DIR
     s2a_path = avatar / MODEL_DIR / "s2a.safetensors"
-    if not (avatar / "style.json").exists():  # prepared before avatars learned their manner
+    if world.is_main and not (avatar / "style.json").exists():  # prepared before avatars learned their manner
         from ..avatar.person_style import learn_style
 
         report_style(avatar, learn_style(avatar))
-    if not args.ablation and (args.restart or not s2a_path.exists()):
+    if world.is_main and not args.ablation and (args.restart or not s2a_path.exists()):
         print("audio-to-expression: fitting the person's residual over the rule engine", file=sys.stderr)
         model, report = train_s2a(avatar)
         model.save(s2a_path, report)
@@ -192,10 +227,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"(rule engine {v['engine']['rmse_mouth']:.4f}), jawOpen r {v['person']['pearson_jaw_open']:.3f} "
             f"(rule engine {v['engine']['pearson_jaw_open']:.3f})"
         )
-    bar = TrainBar(not args.quiet)
-    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    distributed.barrier(world)  # the others wait while rank 0 fits it
+    if world.distributed and world.is_main:
+        share, total = preset.windows_per_step // world.size, preset.windows_per_step
+        print(f"training on {world.size} processes ({device.type}): {share} of the {total} windows of a step each")
+    bar = TrainBar(not args.quiet and world.is_main)
+    log = (lambda line: print(line, file=sys.stderr)) if world.is_main else (lambda line: None)  # noqa: E731
     try:
-        trainer = RendererTrainer(avatar, preset, device=args.device, progress=bar, log=log, out=out)
+        trainer = RendererTrainer(avatar, preset, device=device, progress=bar, log=log, out=out, world=world)
         summary = trainer.run(restart=args.restart)
     except KeyboardInterrupt:
         bar.close()
@@ -203,10 +242,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 130
     finally:
         bar.close()
+    if not world.is_main:
+        return 0
     print(f"model written to {out}")
     print(
         f"  {summary['epochs']} epochs, {summary['steps']} steps in {summary['seconds']:.0f} s "
-        f"({summary['frames_per_second']:.1f} frames/s on {trainer.device}); "
+        f"({summary['frames_per_second']:.1f} frames/s on "
+        f"{f'{world.size} x {device.type}' if world.distributed else trainer.device}); "
         f"held-back L1 {summary['validation_l1']:.4f}"
     )
     print(f"  losses: {out / 'train_log.tsv'} and {out / 'losses.png'}")

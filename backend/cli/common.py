@@ -36,6 +36,15 @@ def add_transcript_options(parser: argparse.ArgumentParser, typed_help: str) -> 
     text.add_argument("--transcript-file", type=Path, help="a UTF-8 text file with the words spoken")
 
 
+def add_device_option(parser: argparse.ArgumentParser, what: str = "") -> None:
+    """``--device``: resolved by ``steadytalk_backend.device.pick_device`` in the handler, so a
+    device this machine lacks is a one-line error naming the ones it has."""
+    parser.add_argument(
+        "--device",
+        help="cpu, cuda, cuda:N or mps (default: CUDA when there is one, else Apple MPS, else the CPU)" + what,
+    )
+
+
 def add_recognizer_options(parser: argparse.ArgumentParser) -> None:
     """How speech without a typed transcript is read: ``--recognizer`` and ``--asr-model``."""
     parser.add_argument(

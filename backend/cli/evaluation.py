@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import SteadyTalkError
-from .common import positive_fps
+from .common import add_device_option, positive_fps
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     eval_render.add_argument("--work-dir", type=Path, help="where the clips' tracking goes (default: temporary)")
     eval_render.add_argument("--out", type=Path, default=Path("eval_render"), help="contact sheet and mp4 go here")
     eval_render.add_argument("--json", type=Path, help="also write the report as JSON")
+    add_device_option(eval_render, " for the renderer")
     eval_portrait = eval_sub.add_parser("portrait", help="the one-picture portrait on held-out clips: LMD, PSNR, MSI")
     eval_portrait.add_argument(
         "--clips",
@@ -80,12 +81,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
             report = evaluate_tracking(args.avatar, args.clips, args.work_dir or Path(scratch), log)
         print(format_tracking_report(report))
     elif args.target == "render":
+        from ..device import pick_device
         from ..evaluation.render import evaluate_render, format_render_report
 
+        device = pick_device(args.device)
         if not args.clips.is_dir():
             raise SteadyTalkError(f"No clips folder at {args.clips}.", "Pass --clips with NAME.mpg + NAME.align files.")
         with tempfile.TemporaryDirectory() as scratch:
-            report = evaluate_render(args.avatar, args.clips, args.work_dir or Path(scratch), args.out, log)
+            report = evaluate_render(args.avatar, args.clips, args.work_dir or Path(scratch), args.out, log, device)
         print(format_render_report(report))
     elif args.target == "portrait":
         from ..evaluation.portrait import evaluate_portrait, format_portrait_report

@@ -154,7 +154,9 @@ def _engine_raw(clip_dir: Path, frames: int) -> np.ndarray:
     return out
 
 
-def evaluate_render(avatar: Path, clips_dir: Path, work_dir: Path, out_dir: Path, log: Log = print) -> dict:
+def evaluate_render(
+    avatar: Path, clips_dir: Path, work_dir: Path, out_dir: Path, log: Log = print, device=None
+) -> dict:
     avatar, out_dir = Path(avatar), Path(out_dir)
     models = {"full": avatar / MODEL_DIR}
     # Ablations may be trained on a shorter schedule than the main model: they are compared with
@@ -163,9 +165,9 @@ def evaluate_render(avatar: Path, clips_dir: Path, work_dir: Path, out_dir: Path
         label = "full" if n == "full" else "without " + n.removeprefix("no_").replace("_", " ")
         models[f"ablation: {label}"] = avatar / "ablations" / n
     models = {name: path for name, path in models.items() if (path / "renderer.safetensors").exists()}
-    renderers = {name: AvatarRenderer(avatar, path) for name, path in models.items()}
+    renderers = {name: AvatarRenderer(avatar, path, device) for name, path in models.items()}
     if "full" not in renderers:
-        renderers["full"] = AvatarRenderer(avatar)  # raises the "train it first" message
+        renderers["full"] = AvatarRenderer(avatar, device=device)  # raises the "train it first" message
     size = renderers["full"].config.size
     out_dir.mkdir(parents=True, exist_ok=True)  # after the models load, before the long part
     variants = [("full", "full", True), ("without adaptive smoothing", "full", False)]

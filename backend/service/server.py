@@ -64,6 +64,7 @@ _ERROR_CODES = {
 class LipsyncServer:
     def __init__(self, config: ServerConfig | None = None, context: zmq.Context | None = None) -> None:
         self.config = config or ServerConfig()
+        device = device_info(self.config.device)  # before binding: a bad --device stops here
         self.context = context or zmq.Context.instance()
         self._authenticator = None
         self.router = self.context.socket(zmq.ROUTER)
@@ -112,7 +113,7 @@ class LipsyncServer:
             "platform": platform.platform(),
             "avatars": self.avatars.names(),
             "max_frames_per_request": self.config.max_frames_per_request,
-            **device_info(),
+            **device,
         }
 
     def _secure(self, config: ServerConfig) -> None:
