@@ -52,11 +52,15 @@ def bench(preset_name: str, size: int, device: torch.device, repeats: int, windo
     work = config.work_size * size // config.size
     from dataclasses import replace
 
-    config = replace(config, size=size, work_size=work)
+    # A native-resolution preset keeps its mouth window's pixels: a larger crop, a larger window.
+    window = tuple(w * size // config.size for w in config.native_window)
+    config = replace(config, size=size, work_size=work, native_window=window)
     net = NeuralRenderer(config).to(device)
     frames = 12 * windows
     context = config.context_frames
-    inputs = torch.rand(frames + 2 * context, 8, work, work, device=device)
+    h, w = config.network_size
+    planes = config.input_planes
+    inputs = torch.rand(frames + 2 * context, planes, h, w, device=device)
     audio = torch.randn(frames + 2 * context, 2 * config.audio_context + 1, config.audio_features, device=device)
     background = torch.rand(frames, 3, size, size, device=device)
     erased = (torch.rand(frames, size, size, device=device) > 0.8).float()
@@ -68,21 +72,25 @@ def bench(preset_name: str, size: int, device: torch.device, repeats: int, windo
             skips = net.encode(inputs, audio)
             mixed = net.mix(skips[-1], len(inputs))[context : context + frames]
             out = net.decode([s[context : context + frames] for s in skips[:-1]] + [mixed]).float()
-        if work != size:
+        if config.native:
+            full = background.clone()
+            full[:, :, :h, :w] = out  # pasting the mouth window back
+            out = full
+        elif work != size:
             out = torch.nn.functional.interpolate(out, size=(size, size), mode="bilinear")
         composite(out, background, feather_mask(erased, config.feather))
 
     seconds = _median_time(infer, device, repeats)
-    result = {"preset": preset_name, "size": size, "work": work, "infer_fps": frames / seconds}
+    result = {"preset": preset_name, "size": size, "work": f"{h}x{w}", "infer_fps": frames / seconds}
 
     net.train()
-    disc = PatchDiscriminator(32 if work <= 128 else 64).to(device)
+    disc = PatchDiscriminator(32 if min(h, w) <= 128 else 64).to(device)
     opt = torch.optim.Adam(net.parameters(), 1e-4)
     opt_d = torch.optim.Adam(disc.parameters(), 1e-4)
     batch = PRESETS[preset_name].windows_per_step
-    x = torch.rand(12 * batch, 8, work, work, device=device)
+    x = torch.rand(12 * batch, planes, h, w, device=device)
     a = torch.randn(12 * batch, 2 * config.audio_context + 1, config.audio_features, device=device)
-    target = torch.rand(12 * batch, 3, work, work, device=device)
+    target = torch.rand(12 * batch, 3, h, w, device=device)
 
     def step() -> None:
         with autocast(device):
@@ -105,11 +113,22 @@ def bench(preset_name: str, size: int, device: torch.device, repeats: int, windo
     return result
 
 
+DEFAULT_RUNS = [
+    ("tiny", 256),
+    ("tiny-native", 256),
+    ("tiny-retrieval", 256),
+    ("tiny", 512),
+    ("standard", 256),
+    ("standard", 512),
+]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the best one here)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--windows", type=int, default=2, help="windows of 12 frames per inference batch")
+    parser.add_argument("--run", dest="runs", nargs=2, action="append", metavar=("PRESET", "SIZE"), help="only these")
     args = parser.parse_args()
     try:
         device = pick_device(args.device)
@@ -117,11 +136,12 @@ def main() -> None:
         parser.exit(2, f"error: {exc}\n")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}")
-    print(f"{'preset':10s} {'size':>5s} {'net px':>6s} {'params':>9s} {'infer f/s':>10s} {'train f/s':>10s}")
-    for preset, size in (("tiny", 256), ("tiny", 512), ("standard", 256), ("standard", 512)):
-        r = bench(preset, size, device, args.repeats, args.windows)
+    print(f"{'preset':14s} {'size':>5s} {'net px':>7s} {'params':>9s} {'infer f/s':>10s} {'train f/s':>10s}")
+    runs = [(p, s) for p, s in args.runs] if args.runs else DEFAULT_RUNS
+    for preset, size in runs:
+        r = bench(preset, int(size), device, args.repeats, args.windows)
         print(
-            f"{r['preset']:10s} {r['size']:5d} {r['work']:6d} {r['parameters']:9,d} "
+            f"{r['preset']:14s} {r['size']:5d} {r['work']:>7s} {r['parameters']:9,d} "
             f"{r['infer_fps']:10.1f} {r['train_fps']:10.1f}"
         )
 

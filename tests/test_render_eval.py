@@ -10,7 +10,9 @@ import av
 import cv2
 import numpy as np
 
+from steadytalk_backend.avatar.video import read_frames
 from steadytalk_backend.cli import main
+from steadytalk_backend.evaluation.render import sharpness_ratio
 from steadytalk_backend.render.s2a_person import train_s2a
 
 
@@ -45,13 +47,15 @@ def test_eval_render_reports_figures_ablations_and_a_contact_sheet(trained_avata
         assert all(np.isfinite(v) for v in scores.values()), name
         assert 10 < scores["psnr_synthesized"] <= scores["psnr_face"] < 60, name
         assert 0 < scores["ssim_face"] <= 1 and scores["lmd"] >= 0, name
+        assert 0 < scores["sharpness_ratio"] < 2, name
     assert variants["ablation: full"] == variants["full"]
     assert report["per_clip"]["bbbs5s"]["full"] == variants["full"]  # one clip: its figures are the means
     # The smoother changes the driving curves, so the output and its stability change.
     assert variants["without adaptive smoothing"]["msi_lips"] != variants["full"]["msi_lips"]
     assert report["real_video"]["msi_lips"] > 0 and report["clips"] == 1
     sheet = cv2.imread(report["contact_sheet"])
-    assert sheet.shape == (256, 4 * 256, 3)  # one clip: one row of real | generated | two mouth crops
+    # One clip: one row of real | generated | two enlarged mouths | the mouths at 1:1.
+    assert sheet.shape == (256, 5 * 256, 3)
     assert set(report["lip_sync"]) == {"person", "engine"}
     with av.open(report["mp4"]) as container:  # real | generated, with the clip's sound
         video = container.streams.video[0]
@@ -60,3 +64,24 @@ def test_eval_render_reports_figures_ablations_and_a_contact_sheet(trained_avata
         assert any(s.type == "audio" for s in container.streams)
     printed = capsys.readouterr().out
     assert "PSNR" in printed and "ablation: full" in printed
+
+
+def test_sharpness_ratio_is_one_for_the_real_frames_and_lower_when_blurred(shared_data):
+    frames = []
+    for frame in read_frames(shared_data / "video" / "grid_s1_val" / "bgbb2p.mpg"):
+        frames.append(frame)
+        if len(frames) == 6:
+            break
+    real = np.stack(frames)
+    masks = np.zeros(real.shape[:3], dtype=bool)
+    masks[:, 150:250, 120:240] = True  # the lower face of GRID's framing
+    assert sharpness_ratio(real, real, masks) == 1.0
+    ratios = [
+        sharpness_ratio(np.stack([cv2.GaussianBlur(f, (0, 0), sigma) for f in real]), real, masks)
+        for sigma in (0.7, 1.5, 3.0)
+    ]
+    assert 1.0 > ratios[0] > ratios[1] > ratios[2] > 0, ratios
+    # Blurring outside the region changes nothing inside it (one pixel of Laplacian reach aside).
+    outside = real.copy()
+    outside[:, :100] = cv2.GaussianBlur(np.ascontiguousarray(real[0, :100]), (0, 0), 3.0)
+    assert sharpness_ratio(outside, real, masks) == 1.0

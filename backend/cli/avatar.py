@@ -34,9 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     trainer.add_argument("avatar", type=Path, help="an avatar folder made by steadytalk prepare")
     trainer.add_argument(
         "--preset",
-        choices=("tiny", "standard", "high"),
+        choices=("tiny", "tiny-native", "tiny-retrieval", "standard", "high"),
         default="standard",
-        help="tiny: minutes on a CPU; standard: 256x256 on one GPU; high: 512x512 crops",
+        help="tiny: minutes on a CPU; tiny-native: the mouth at the crop's own resolution; tiny-retrieval: "
+        "that plus the person's own frames as texture; standard: 256x256 on one GPU; high: 512x512 crops",
     )
     add_device_option(trainer, " (under torchrun: each process takes the GPU of its local rank)")
     trainer.add_argument("--restart", action="store_true", help="discard an unfinished run instead of resuming it")
@@ -52,6 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--windows-per-step",
         type=int,
         help="override the preset's global batch (windows of 12 frames per step), split over torchrun's processes",
+    )
+    trainer.add_argument(
+        "--out", type=Path, help="model folder (default AVATAR/model; a second one: eval render --model)"
     )
     trainer.add_argument("--quiet", action="store_true", help="no progress bar")
     trainer.set_defaults(handler=cmd_train)
@@ -212,6 +216,8 @@ def _train(args: argparse.Namespace, world, device) -> int:
     preset = preset_with(args.preset, **changes)
     distributed.check_batch(preset.windows_per_step, world)
     out = avatar / "ablations" / args.ablation if args.ablation else avatar / MODEL_DIR
+    if args.out is not None:
+        out = args.out
     s2a_path = avatar / MODEL_DIR / "s2a.safetensors"
     if world.is_main and not (avatar / "style.json").exists():  # prepared before avatars learned their manner
         from ..avatar.person_style import learn_style

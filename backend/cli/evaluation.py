@@ -44,6 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     eval_render.add_argument("--out", type=Path, default=Path("eval_render"), help="contact sheet and mp4 go here")
     eval_render.add_argument("--json", type=Path, help="also write the report as JSON")
     add_device_option(eval_render, " for the renderer")
+    eval_render.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="also evaluate the model in DIR (steadytalk train --out DIR) as row NAME; repeatable",
+    )
     eval_portrait = eval_sub.add_parser("portrait", help="the one-picture portrait on held-out clips: LMD, PSNR, MSI")
     eval_portrait.add_argument(
         "--clips",
@@ -88,7 +95,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if not args.clips.is_dir():
             raise SteadyTalkError(f"No clips folder at {args.clips}.", "Pass --clips with NAME.mpg + NAME.align files.")
         with tempfile.TemporaryDirectory() as scratch:
-            report = evaluate_render(args.avatar, args.clips, args.work_dir or Path(scratch), args.out, log, device)
+            extra = {}
+            for item in args.model:
+                name, sep, folder = item.partition("=")
+                if not sep or not name or not (Path(folder) / "renderer.safetensors").exists():
+                    raise SteadyTalkError(
+                        f"--model {item}: expected NAME=DIR with a trained renderer in DIR.",
+                        "Train one with: steadytalk train AVATAR --out DIR",
+                    )
+                extra[name] = Path(folder)
+            work = args.work_dir or Path(scratch)
+            report = evaluate_render(args.avatar, args.clips, work, args.out, log, device, extra_models=extra)
         print(format_render_report(report))
     elif args.target == "portrait":
         from ..evaluation.portrait import evaluate_portrait, format_portrait_report

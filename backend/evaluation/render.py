@@ -111,6 +111,28 @@ def _psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
+def laplacian_variance(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """(T, H, W, 3) uint8 frames, (T, H, W) bool regions -> (T,) variance of the Laplacian of
+    the grey image inside each region: the standard focus measure (Pech-Pacheco et al. 2000);
+    a blurred region has less of it."""
+    import cv2
+
+    values = np.zeros(len(frames))
+    for t, (frame, mask) in enumerate(zip(frames, masks, strict=True)):
+        if mask.any():
+            grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float64)
+            values[t] = cv2.Laplacian(grey, cv2.CV_64F, ksize=1)[mask].var()
+    return values
+
+
+def sharpness_ratio(output: np.ndarray, real: np.ndarray, masks: np.ndarray) -> float:
+    """Variance of the Laplacian of ``output`` over that of ``real`` inside ``masks`` (the
+    synthesized region), summed over the frames: 1.0 is as sharp as the real video, below 1
+    blurrier, above 1 noisier or over-sharpened."""
+    real_value = laplacian_variance(real, masks).sum()
+    return float(laplacian_variance(output, masks).sum() / real_value) if real_value > 0 else float("nan")
+
+
 def _ssim_masked(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     x, y = to_tensor(a, torch.device("cpu")), to_tensor(b, torch.device("cpu"))
     values = []
@@ -119,6 +141,15 @@ def _ssim_masked(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     smap = np.concatenate(values)
     inner = mask[:, 5:-5, 5:-5]
     return float(smap[inner].mean())
+
+
+def _native_mouths(real: np.ndarray, fake: np.ndarray, cy: int, cx: int) -> np.ndarray:
+    """The mouth at the crop's own pixels, no resampling (blur and texture as they are): a
+    (size/2, size) window around (cy, cx) of the real frame above the same of the generated one."""
+    size = real.shape[0]
+    h, w = size // 2, size
+    y0, x0 = int(np.clip(cy - h // 2, 0, size - h)), int(np.clip(cx - w // 2, 0, size - w))
+    return np.concatenate([real[y0 : y0 + h, x0 : x0 + w], fake[y0 : y0 + h, x0 : x0 + w]], axis=0)
 
 
 def _contact_sheet(path: Path, rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
@@ -140,9 +171,10 @@ def _contact_sheet(path: Path, rows: list[tuple[np.ndarray, np.ndarray, np.ndarr
             cv2.resize(img[y0 : y0 + 2 * half, x0 : x0 + 2 * half], (size, size), interpolation=cv2.INTER_NEAREST)
             for img in (real, fake)
         ]
-        lines.append(np.concatenate([real, fake, *crops], axis=1))
+        lines.append(np.concatenate([real, fake, *crops, _native_mouths(real, fake, cy, cx)], axis=1))
     sheet = np.concatenate(lines, axis=0)
-    cv2.putText(sheet, "real | generated | mouth real | mouth generated", (6, 16), 0, 0.45, (255, 255, 255), 1)
+    label = "real | generated | mouth real | mouth generated | 1:1 real over generated"
+    cv2.putText(sheet, label, (6, 16), 0, 0.45, (255, 255, 255), 1)
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
 
@@ -155,8 +187,16 @@ def _engine_raw(clip_dir: Path, frames: int) -> np.ndarray:
 
 
 def evaluate_render(
-    avatar: Path, clips_dir: Path, work_dir: Path, out_dir: Path, log: Log = print, device=None
+    avatar: Path,
+    clips_dir: Path,
+    work_dir: Path,
+    out_dir: Path,
+    log: Log = print,
+    device=None,
+    extra_models: dict[str, Path] | None = None,
 ) -> dict:
+    """``extra_models``: other trained models of this avatar (label -> model folder), rows beside
+    the main one (an equal-budget comparison of presets)."""
     avatar, out_dir = Path(avatar), Path(out_dir)
     models = {"full": avatar / MODEL_DIR}
     # Ablations may be trained on a shorter schedule than the main model: they are compared with
@@ -164,6 +204,7 @@ def evaluate_render(
     for n in ABLATIONS:
         label = "full" if n == "full" else "without " + n.removeprefix("no_").replace("_", " ")
         models[f"ablation: {label}"] = avatar / "ablations" / n
+    models |= dict(extra_models or {})
     models = {name: path for name, path in models.items() if (path / "renderer.safetensors").exists()}
     renderers = {name: AvatarRenderer(avatar, path, device) for name, path in models.items()}
     if "full" not in renderers:
@@ -211,6 +252,7 @@ def evaluate_render(
             scores = {
                 "psnr_face": _psnr(output, clip.frames, face),
                 "psnr_synthesized": _psnr(output, clip.frames, erased),
+                "sharpness_ratio": sharpness_ratio(output, clip.frames, erased),
                 "ssim_face": _ssim_masked(output, clip.frames, face),
                 "lmd": lmd,
                 "msi_lips": landmark_msi(track[:, :n_lips], lip_corners),
@@ -277,11 +319,12 @@ def _demo_video(renderer: AvatarRenderer, s2a: S2AModel, clip_dir: Path, path: P
 def format_render_report(report: dict) -> str:
     lines = [f"avatar {report['avatar']}: {report['clips']} held-out clips at {report['size']}x{report['size']}", ""]
     real = report["real_video"]
-    header = ("PSNR face", "PSNR synth", "SSIM face", "LMD px", "MSI lips", "MSI jaw")
+    header = ("PSNR face", "PSNR synth", "SSIM face", "LMD px", "MSI lips", "MSI jaw", "sharpness")
     lines.append(f"{'':38s} " + " ".join(f"{h:>10s}" for h in header))
-    lines.append(f"{'real video':38s} {'':43s} {real['msi_lips']:10.3f} {real['msi_jaw']:10.3f}")
+    lines.append(f"{'real video':38s} {'':43s} {real['msi_lips']:10.3f} {real['msi_jaw']:10.3f} {1.0:10.3f}")
     for name, v in report["variants"].items():
-        values = (v["psnr_face"], v["psnr_synthesized"], v["ssim_face"], v["lmd"], v["msi_lips"], v["msi_jaw"])
+        keys = ("psnr_face", "psnr_synthesized", "ssim_face", "lmd", "msi_lips", "msi_jaw", "sharpness_ratio")
+        values = tuple(v[k] for k in keys)
         lines.append(f"{name:38s} " + " ".join(f"{x:10.3f}" for x in values))
     if "lip_sync" in report:
         ls = report["lip_sync"]

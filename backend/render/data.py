@@ -27,6 +27,8 @@ from ..avatar.video import read_frames
 from ..errors import SteadyTalkError
 from ..face.shape_pass import ShapePassRenderer
 from .augment import ErosionConfig, augment_masks, draw_augmentation, perturb_expression
+from .texture import RetrievedBatch
+from .warp import FaceWarper
 
 BLINK = (CHANNELS.index("eyeBlinkLeft"), CHANNELS.index("eyeBlinkRight"))
 FEATURE_RATE = 100.0  # S2A features per second
@@ -147,10 +149,54 @@ class Normalizer:
 
 @dataclass
 class Conditioning:
-    inputs: torch.Tensor  # (N, 8, s, s) at the network's work size
+    inputs: torch.Tensor  # (N, planes, h, w) at the network's size
     background: torch.Tensor  # (N, 3, S, S) the unerased background frames in [0, 1]
     erased: torch.Tensor  # (N, S, S) float, the region the renderer fills
     shape: torch.Tensor  # (N, 3, S, S) shape pass colour (for the discriminator and pictures)
+    # Native resolution: (N, 2) top-left (row, column) of each frame's mouth window; None when
+    # the network sees the whole crop (resized to its work size).
+    offsets: torch.Tensor | None = None
+    network_size: tuple[int, int] | None = None
+
+    def to_network(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, C, S, S) at the crop size -> what the network sees of them: the mouth windows, or
+        the whole crop area-resized to the work size."""
+        h, w = self.network_size or images.shape[-2:]
+        if self.offsets is not None:
+            return torch.stack(
+                [x[:, r : r + h, c : c + w] for x, (r, c) in zip(images, self.offsets.tolist(), strict=True)]
+            )
+        if (h, w) == tuple(images.shape[-2:]):
+            return images
+        return F.interpolate(images, size=(h, w), mode="area")
+
+    def from_network(self, generated: torch.Tensor) -> torch.Tensor:
+        """(N, 3, h, w) network output -> (N, 3, S, S): the windows pasted into the background,
+        or the whole image upsampled."""
+        size = self.background.shape[-2:]
+        if self.offsets is None:
+            if tuple(generated.shape[-2:]) == tuple(size):
+                return generated
+            return F.interpolate(generated, size=size, mode="bilinear", align_corners=False)
+        h, w = generated.shape[-2:]
+        out = self.background.clone().to(generated.dtype)
+        for n, (r, c) in enumerate(self.offsets.tolist()):
+            out[n, :, r : r + h, c : c + w] = generated[n]
+        return out
+
+
+def mouth_windows(mouth: torch.Tensor, window: tuple[int, int]) -> torch.Tensor:
+    """(N, S, S) mouth regions -> (N, 2) top-left of the ``window`` (height, width) centred on
+    each region's bounding box, kept inside the image."""
+    size_h, size_w = mouth.shape[-2:]
+    h, w = window
+    offsets = []
+    for region in mouth.bool():
+        rows, cols = torch.nonzero(region.any(1)), torch.nonzero(region.any(0))
+        cy = (int(rows.min()) + int(rows.max()) + 1) // 2 if len(rows) else size_h // 2
+        cx = (int(cols.min()) + int(cols.max()) + 1) // 2 if len(cols) else size_w // 2
+        offsets.append((min(max(cy - h // 2, 0), size_h - h), min(max(cx - w // 2, 0), size_w - w)))
+    return torch.as_tensor(offsets, dtype=torch.long)
 
 
 class Conditioner:
@@ -164,8 +210,10 @@ class Conditioner:
         device: torch.device,
         erosion: ErosionConfig | None = None,
         erase_eyes: bool = True,
+        native_window: tuple[int, int] = (0, 0),
     ) -> None:
         self.size, self.work_size, self.device = size, work_size, device
+        self.native_window = tuple(native_window)
         self.erosion, self.erase_eyes = erosion or ErosionConfig(), erase_eyes
         # Colours come from the canonical model (the contract), the geometry from the person's rig.
         self.shape_pass = ShapePassRenderer(FaceModel.load(), size, size, device)
@@ -175,6 +223,7 @@ class Conditioner:
             torch.as_tensor(r.astype(np.int64), device=device) for r in (rig.regions.eye_left, rig.regions.eye_right)
         ]
         self.margin = self.erosion.radius_for(size)  # the erased region always covers the mouth by this much
+        self.warper = FaceWarper(self.shape_pass)
 
     def screen(self, coefficients: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
         """(N, 33), (N, 4, 4) -> (N, V, 3) pixels (column, row, nearness); differentiable."""
@@ -211,13 +260,14 @@ class Conditioner:
         augment: bool = False,
         generator: torch.Generator | None = None,
         shape_images: np.ndarray | None = None,
+        retrieved: RetrievedBatch | None = None,
     ) -> Conditioning:
         """coefficients (N, 33), matrices (N, 4, 4), background (N, 3, S, S) in [0, 1] and its
         own mouth region (N, S, S). With ``augment``, StableFace's augmented erosion.
 
         ``shape_images`` (N, S, S, 3) uint8: shape passes drawn by the client (Blender, the
         render contract) instead of by the rasterizer; the coefficients then only place the
-        eye attention map."""
+        eye attention map (and the warp of ``retrieved``: the avatar's frames seen from them)."""
         if augment:
             coefficients = perturb_expression(coefficients, self.erosion, generator)
         screen = self.screen(coefficients, matrices)
@@ -236,10 +286,25 @@ class Conditioner:
         eyes, attention = self.eye_regions(screen, coefficients[:, list(BLINK)])
         erased = torch.maximum(mouth, eyes) if self.erase_eyes else mouth
         eroded = background * (1 - erased[:, None])
-        planes = torch.cat([eroded, erased[:, None], colour, attention[:, None]], dim=1)
-        if self.work_size != self.size:
-            planes = F.interpolate(planes, size=(self.work_size,) * 2, mode="area")
-        return Conditioning(planes, background, erased, colour)
+        planes = [eroded, erased[:, None], colour, attention[:, None]]
+        if retrieved is not None:
+            planes += self.texture_planes(screen.detach(), retrieved)
+        planes = torch.cat(planes, dim=1)
+        if self.native_window[0] > 0:
+            cond = Conditioning(planes, background, erased, colour, mouth_windows(mouth, self.native_window))
+            cond.network_size = self.native_window
+        else:
+            cond = Conditioning(planes, background, erased, colour, network_size=(self.work_size, self.work_size))
+        cond.inputs = cond.to_network(planes)
+        return cond
+
+    def texture_planes(self, screen: torch.Tensor, retrieved: RetrievedBatch) -> list[torch.Tensor]:
+        """Each retrieved frame warped into the target (N, V, 3) mesh: RGB and validity x weight."""
+        planes = []
+        for slot in range(retrieved.frames.shape[1]):
+            warped = self.warper(screen, retrieved.screens[:, slot], retrieved.frames[:, slot])
+            planes += [warped.frames, (warped.valid * retrieved.weights[:, slot, None, None])[:, None]]
+        return planes
 
 
 def to_tensor(frames: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -22,15 +22,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from steadytalk_shared.smoothing import AdaptiveSmoother
 
 from ..device import autocast, pick_device
-from .data import AvatarFrames, Conditioner, Normalizer, audio_windows, to_tensor, to_uint8
+from .data import AvatarFrames, Conditioner, Conditioning, Normalizer, audio_windows, to_tensor, to_uint8
 from .network import NeuralRenderer, composite, feather_mask, load_renderer
 from .presets import MODEL_DIR
+from .retrieval import RetrievalConfig, RetrievalState
 from .s2a_person import S2AModel
+from .texture import RetrievedBatch, TextureSource
 
 WINDOW = 12
 
@@ -52,6 +53,7 @@ class _Encoded:
     skips: list[torch.Tensor]  # each (1, C, h, w)
     background: torch.Tensor  # (1, 3, S, S)
     alpha: torch.Tensor  # (1, S, S)
+    offset: torch.Tensor | None = None  # (2,) the mouth window's top-left at native resolution
 
 
 class AvatarRenderer:
@@ -75,9 +77,17 @@ class AvatarRenderer:
         self.normalizer = Normalizer.from_dict(meta["normalizer"])
         self.fps = float(meta.get("fps", 25.0))
         self.data = AvatarFrames.load(self.avatar, self.config.size, frames=False)
-        self.conditioner = Conditioner(
-            self.data.rig, self.config.size, self.config.work_size, self.device, erase_eyes=meta.get("erase_eyes", True)
-        )
+        self.conditioner = self._conditioner(self.data.rig, meta.get("erase_eyes", True))
+        # The person's own texture: the avatar's training frames, retrieved and warped per frame.
+        self.texture: TextureSource | None = None
+        self.retrieval: RetrievalState | None = None  # the choice along the current sequence
+        if self.config.retrieved:
+            texture = meta["texture"]
+            frames = AvatarFrames.load(self.avatar, self.config.size, max_frames=texture["frames"])
+            config = RetrievalConfig.from_dict(texture["config"])
+            self.texture = TextureSource.from_avatar(
+                frames, self.conditioner.screen, texture["frames"], config, self.device
+            )
         smoother_path = self.model_dir / "smoother.safetensors"
         self.smoother = AdaptiveSmoother.load(smoother_path) if smoother_path.exists() else None
         s2a_path = self.model_dir / "s2a.safetensors"
@@ -102,15 +112,32 @@ class AvatarRenderer:
         if any(s is None for s in shapes) and any(s is not None for s in shapes):
             raise ValueError("a batch mixes client-drawn shape passes with frames that have none")
         cond = self.conditioner(
-            coefficients, matrices, background, mouth, shape_images=None if shapes[0] is None else np.stack(shapes)
+            coefficients,
+            matrices,
+            background,
+            mouth,
+            shape_images=None if shapes[0] is None else np.stack(shapes),
+            retrieved=self._retrieve(batch),
         )
         audio = torch.as_tensor(np.stack([f.audio for f in batch]), dtype=torch.float32, device=dev)
         with autocast(dev):
             skips = self.net.encode(cond.inputs, audio if self.config.audio_fusion else None)
         alpha = feather_mask(cond.erased, self.config.feather)
+        offsets = cond.offsets if cond.offsets is not None else [None] * len(batch)
         return [
-            _Encoded([s[i : i + 1] for s in skips], background[i : i + 1], alpha[i : i + 1]) for i in range(len(batch))
+            _Encoded([s[i : i + 1] for s in skips], background[i : i + 1], alpha[i : i + 1], offsets[i])
+            for i in range(len(batch))
         ]
+
+    def _retrieve(self, batch: list[FrameInput]) -> RetrievedBatch | None:
+        """The avatar's frames for these, chosen causally along the sequence (``retrieval``)."""
+        if self.texture is None:
+            return None
+        if self.retrieval is None:
+            self.retrieval = self.texture.state()
+        queries = self.texture.query(np.stack([f.coefficients for f in batch]), np.stack([f.matrix for f in batch]))
+        chosen = [self.retrieval.step(q, fps=self.fps) for q in queries]
+        return self.texture.gather(np.stack([c[0] for c in chosen]), np.stack([c[1] for c in chosen]), self.device)
 
     @torch.no_grad()
     def _decode(self, encoded: list[_Encoded], first: int, count: int) -> np.ndarray:
@@ -122,14 +149,15 @@ class AvatarRenderer:
             chosen = encoded[first : first + count]
             skips = [torch.cat([e.skips[level] for e in chosen]) for level in range(len(chosen[0].skips) - 1)]
             generated = self.net.decode([*skips, mixed]).float()
-        if self.config.work_size != self.config.size:
-            generated = F.interpolate(generated, size=(self.config.size,) * 2, mode="bilinear", align_corners=False)
         background = torch.cat([e.background for e in chosen])
         alpha = torch.cat([e.alpha for e in chosen])
+        offsets = None if chosen[0].offset is None else torch.stack([e.offset for e in chosen])
+        generated = Conditioning(None, background, alpha, None, offsets).from_network(generated)
         return to_uint8(composite(generated, background, alpha))
 
     def stream(self, frames: Iterable[FrameInput], chunk: int = WINDOW) -> Iterator[np.ndarray]:
         """Render frames as they come: yields (S, S, 3) uint8 frames in order."""
+        self.retrieval = None  # a new sequence: the texture's choice starts afresh
         context = self.context
         buffer: deque[_Encoded] = deque()  # frames from (next output - context) on
         pending: list[FrameInput] = []
@@ -169,7 +197,9 @@ class AvatarRenderer:
     def render_span(self, frames: list[FrameInput], first: int, count: int) -> np.ndarray:
         """Frames ``first .. first + count`` of ``frames``, the others serving as temporal
         context: a client sends a run of frames with up to ``context`` frames on each side,
-        and gets exactly what one long window over the whole sequence gives them."""
+        and gets exactly what one long window over the whole sequence gives them (with the
+        person's texture, whose choice runs along the sequence, the span starts it afresh)."""
+        self.retrieval = None
         encoded = []
         for i in range(0, len(frames), WINDOW):
             encoded += self._encode(frames[i : i + WINDOW])
@@ -190,8 +220,12 @@ class AvatarRenderer:
     def use_clip(self, clip: AvatarFrames) -> None:
         """Render over another video of the same person (a held-out clip): draw its shape passes
         with that clip's own fit of the identity."""
-        self.conditioner = Conditioner(
-            clip.rig, self.config.size, self.config.work_size, self.device, erase_eyes=self.conditioner.erase_eyes
+        self.conditioner = self._conditioner(clip.rig, self.conditioner.erase_eyes)
+
+    def _conditioner(self, rig, erase_eyes: bool) -> Conditioner:
+        config = self.config
+        return Conditioner(
+            rig, config.size, config.work_size, self.device, erase_eyes=erase_eyes, native_window=config.native_window
         )
 
     def frame_inputs(

@@ -37,6 +37,7 @@ from ..atomic import atomic_output
 
 # Input planes: eroded background RGB, erased region, shape pass RGB, eye attention map.
 IMAGE_INPUTS = 8
+RETRIEVED_PLANES = 4  # per retrieved frame: warped RGB, validity times the retrieval weight
 
 
 @dataclass(frozen=True)
@@ -54,16 +55,38 @@ class RendererConfig:
     temporal_layers: int = 1
     temporal_heads: int = 4
     feather: float = 1.5  # px (at ``size``) of the blend outside the erased region
+    # The person's own texture: this many of the avatar's frames, retrieved by mouth expression
+    # and pose and warped into the frame (``retrieval.py``, ``warp.py``), as 4 more input planes
+    # each (RGB, validity x weight). 0: none (the models trained before it).
+    retrieved: int = 0
+    # Native resolution where it matters: (height, width) > 0 synthesizes a mouth-centred window
+    # of that many pixels at the crop's own resolution (``work_size`` unused) while the rest
+    # passes through. (0, 0): the whole crop at ``work_size``.
+    native_window: tuple[int, int] = (0, 0)
 
     @classmethod
     def from_dict(cls, data: dict) -> RendererConfig:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["channels"] = tuple(values.get("channels", cls.channels))
+        values["native_window"] = tuple(values.get("native_window", cls.native_window))
         return cls(**values)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def input_planes(self) -> int:
+        return IMAGE_INPUTS + RETRIEVED_PLANES * self.retrieved
+
+    @property
+    def native(self) -> bool:
+        return self.native_window[0] > 0
+
+    @property
+    def network_size(self) -> tuple[int, int]:
+        """(height, width) of the images the network sees."""
+        return tuple(self.native_window) if self.native else (self.work_size, self.work_size)
 
     @property
     def context_frames(self) -> int:
@@ -152,7 +175,7 @@ class NeuralRenderer(nn.Module):
         ch, groups = config.channels, config.groups
         # Space-to-depth in and depth-to-space out: the full-resolution level works on 2x2 pixel
         # cells, a quarter of the cost of full-resolution convolutions for the same receptive field.
-        self.stem = nn.Sequential(nn.PixelUnshuffle(2), ConvBlock(4 * IMAGE_INPUTS, ch[0], groups))
+        self.stem = nn.Sequential(nn.PixelUnshuffle(2), ConvBlock(4 * config.input_planes, ch[0], groups))
         self.down = nn.ModuleList(
             nn.Sequential(nn.Conv2d(ch[i], ch[i + 1], 4, stride=2, padding=1), ConvBlock(ch[i + 1], ch[i + 1], groups))
             for i in range(len(ch) - 1)
@@ -172,7 +195,7 @@ class NeuralRenderer(nn.Module):
     # The three stages are public so that windowed inference can run the per-frame parts once
     # per frame and only the temporal module over overlapping windows.
     def encode(self, inputs: torch.Tensor, audio: torch.Tensor | None) -> list[torch.Tensor]:
-        """inputs (N, 8, S, S) at ``work_size``; audio (N, 2K+1, D) -> skips, bottleneck last."""
+        """inputs (N, planes, S, S) at ``network_size``; audio (N, 2K+1, D) -> skips, bottleneck last."""
         skips = [self.stem(inputs)]
         for down in self.down:
             skips.append(down(skips[-1]))
@@ -197,7 +220,7 @@ class NeuralRenderer(nn.Module):
         return torch.sigmoid(self.head(x))
 
     def forward(self, inputs: torch.Tensor, audio: torch.Tensor | None, frames: int) -> torch.Tensor:
-        """(B * frames, 8, S, S) -> (B * frames, 3, S, S) RGB in [0, 1] at ``work_size``."""
+        """(B * frames, planes, S, S) -> (B * frames, 3, S, S) RGB in [0, 1] at ``network_size``."""
         skips = self.encode(inputs, audio)
         skips[-1] = self.mix(skips[-1], frames)
         return self.decode(skips)

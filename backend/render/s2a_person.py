@@ -93,6 +93,10 @@ class S2AModel:
 
     net: PersonS2A
     normalizer: Normalizer
+    # How much of the learned correction is applied (chosen on held-back frames, see
+    # ``choose_correction_scale``): the full correction fits the training frames and, on new
+    # audio, partly cancels the engine's articulation (jawOpen shrunk toward its mean).
+    correction_scale: float = 1.0
 
     @torch.no_grad()
     def predict(self, features: np.ndarray, engine_raw: np.ndarray, fps: float, chunk: int = 512) -> np.ndarray:
@@ -113,6 +117,8 @@ class S2AModel:
             lo, hi = max(0, start - context), min(frames, start + chunk + context)
             y = self.net(x[None, lo:hi], engine[None, lo:hi])[0]
             out[start : min(start + chunk, frames)] = y[start - lo : start - lo + min(chunk, frames - start)].numpy()
+        if self.correction_scale != 1.0:  # a convex blend with the engine stays in [0, 1]
+            out = (engine_raw + self.correction_scale * (out - engine_raw)).astype(np.float32)
         return out
 
     def save(self, path: Path, training: dict) -> None:
@@ -121,7 +127,7 @@ class S2AModel:
             path,
             "steadytalk.person_s2a",
             asdict(self.net.config),
-            {"normalizer": self.normalizer.to_dict(), "training": training},
+            {"normalizer": self.normalizer.to_dict(), "training": training, "correction_scale": self.correction_scale},
         )
 
     @classmethod
@@ -131,7 +137,28 @@ class S2AModel:
             raise ValueError(f"{path} is not a person audio-to-expression model")
         net = PersonS2A(S2AConfig.from_dict(meta["architecture"]))
         net.load_state_dict(load_file(str(path)))
-        return cls(net.eval(), Normalizer.from_dict(meta["normalizer"]))
+        return cls(net.eval(), Normalizer.from_dict(meta["normalizer"]), float(meta.get("correction_scale", 1.0)))
+
+
+# Scales tried for the correction, and how much worse than the best mouth RMSE a scale may be
+# when it gives a better jawOpen correlation.
+CORRECTION_SCALES = tuple(np.round(np.arange(0.0, 1.01, 0.1), 2))
+RMSE_SLACK = 1.05
+
+
+def choose_correction_scale(full: np.ndarray, engine: np.ndarray, tracked: np.ndarray) -> float:
+    """The share of the correction to apply, from held-back frames: ``full`` the person model's
+    curves with its whole correction, ``engine`` the rule engine's, ``tracked`` the truth (T, 33).
+    The best jawOpen correlation among the scales whose mouth RMSE is within ``RMSE_SLACK`` of
+    the best one."""
+    scored = [
+        (scale, compare_to_tracked(engine + scale * (full - engine), engine, tracked)["person"])
+        for scale in CORRECTION_SCALES
+    ]
+    best_rmse = min(score["rmse_mouth"] for _, score in scored)
+    limit = RMSE_SLACK * best_rmse
+    eligible = [(score["pearson_jaw_open"], scale) for scale, score in scored if score["rmse_mouth"] <= limit]
+    return float(max(eligible)[1])
 
 
 def load_avatar_sequences(avatar: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
@@ -186,11 +213,15 @@ def train_s2a(
             progress(step + 1, steps, float(loss))
     model = S2AModel(net.eval(), normalizer)
     held = slice(split, len(engine))
+    full = model.predict(features, engine, fps)[held]
+    model.correction_scale = choose_correction_scale(full, engine[held], tracked[held])
     predicted = model.predict(features, engine, fps)[held]
     report = {
         "frames_trained": split,
         "frames_validated": len(engine) - split,
+        "correction_scale": model.correction_scale,
         "validation": compare_to_tracked(predicted, engine[held], tracked[held]),
+        "validation_full_correction": compare_to_tracked(full, engine[held], tracked[held]),
     }
     return model, report
 

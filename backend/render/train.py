@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from steadytalk_shared.smoothing import DEFAULT_WEIGHTS, RADIUS_PER_SIGMA
@@ -38,6 +37,8 @@ from .data import AvatarFrames, Conditioner, Normalizer, audio_windows, to_tenso
 from .losses import discriminator_loss, renderer_losses
 from .network import NeuralRenderer, PatchDiscriminator, composite, feather_mask, save_module
 from .presets import MODEL_DIR, TrainPreset
+from .retrieval import RetrievalConfig
+from .texture import TextureSource
 from .train_log import append_row, plot_losses, read_log
 
 
@@ -115,10 +116,21 @@ class RendererTrainer:
             self.device,
             ErosionConfig(),
             erase_eyes=preset.erase_eyes,
+            native_window=config.native_window,
         )
+        self.texture, self.retrieval = None, None
+        if config.retrieved:
+            self.texture = TextureSource.from_avatar(
+                self.data,
+                self.conditioner.screen,
+                self.validation_start,
+                RetrievalConfig(k=config.retrieved),
+                self.device,
+            )
+            self.retrieval = self.texture.retrieve_training(self.data.coefficients, self.data.matrices)
         torch.manual_seed(preset.seed)
         self.net = NeuralRenderer(config).to(self.device)
-        self.disc = PatchDiscriminator(channels=32 if config.work_size <= 128 else 64).to(self.device)
+        self.disc = PatchDiscriminator(channels=32 if min(config.network_size) <= 128 else 64).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=preset.lr, betas=(0.5, 0.999))
         self.opt_disc = torch.optim.Adam(self.disc.parameters(), lr=preset.lr, betas=(0.5, 0.999))
         self.opt_joint = torch.optim.Adam(
@@ -148,7 +160,11 @@ class RendererTrainer:
         index = (starts[:, None] + torch.arange(t)[None]).flatten().numpy()
         times = index / self.data.fps
         audio = audio_windows(self.features, times, self.preset.renderer.audio_context)
+        retrieved = None
+        if self.texture is not None:
+            retrieved = self.texture.gather(self.retrieval.ids[index], self.retrieval.weights[index], self.device)
         return {
+            "retrieved": retrieved,
             "index": torch.as_tensor(index),
             "frames": to_tensor(self.data.frames[index], self.device),
             "coefficients": torch.as_tensor(self.data.coefficients[index], device=self.device),
@@ -176,20 +192,19 @@ class RendererTrainer:
             batch["mouth"],
             augment=augment,
             generator=self.augment_generator,
+            retrieved=batch["retrieved"],
         )
-        target = batch["frames"]
-        if config.work_size != config.size:
-            target = F.interpolate(target, size=(config.work_size,) * 2, mode="area")
-            erased = F.interpolate(cond.erased[:, None], size=(config.work_size,) * 2, mode="area")[:, 0]
-            mouth = F.interpolate(batch["mouth"][:, None].float(), size=(config.work_size,) * 2, mode="area")[:, 0]
-            shape = F.interpolate(cond.shape, size=(config.work_size,) * 2, mode="area")
-        else:
-            erased, mouth, shape = cond.erased, batch["mouth"].float(), cond.shape
+        # The losses are taken where the network works: the whole crop at its work size, or
+        # the mouth windows at full resolution (outside them the composite is the real frame).
+        target = cond.to_network(batch["frames"])
+        erased = cond.to_network(cond.erased[:, None])[:, 0]
+        mouth = cond.to_network(batch["mouth"][:, None].float())[:, 0]
+        shape = cond.to_network(cond.shape)
         with autocast(self.device):
             audio = batch["audio"] if config.audio_fusion else None
             generated = (net or self.net)(cond.inputs, audio, self.preset.window)
         generated = generated.float()
-        scale = config.work_size / config.size
+        scale = 1.0 if config.native else config.work_size / config.size
         alpha = feather_mask(erased, config.feather * scale)
         output = composite(generated, target, alpha)
         return output, target, alpha, mouth, shape
@@ -308,6 +323,7 @@ class RendererTrainer:
         extra = {
             "normalizer": self.normalizer.to_dict(),
             "erase_eyes": self.preset.erase_eyes,
+            "texture": self.texture.to_dict() if self.texture is not None else None,
             "fps": self.data.fps,
             "training": {
                 "preset": self.preset.name,
