@@ -117,16 +117,22 @@ def face_off(scene: bpy.types.Scene) -> tuple[str, ...]:
     return tuple(name for name, on in parts.items() if not on)
 
 
-def face_request(scene: bpy.types.Scene) -> dict:
-    """The whole-face fields of the lipsync request (``protocol.LIPSYNC_FACE_FIELDS``)."""
+def face_request(scene: bpy.types.Scene, obj: bpy.types.Object | None = None) -> dict:
+    """The whole-face fields of the lipsync request (``protocol.LIPSYNC_FACE_FIELDS``). Style
+    Avatar's Own asks for ``avatar:NAME``, the manner the backend learned from the avatar ``obj``
+    was loaded from; a character that is no avatar gets the default style."""
     settings = scene.steadytalk
     blink_rate = None if settings.blink_rate <= 0 else float(settings.blink_rate)
+    style = settings.face_style
+    if style == "AVATAR":
+        avatar_path = obj.get("steadytalk_avatar") if obj is not None else None
+        style = f"avatar:{Path(avatar_path).name}" if avatar_path else None
     return {
         "blink_rate": blink_rate if settings.use_blinks else 0.0,
         "head_motion": float(settings.head_motion),
         "expressiveness": float(settings.expressiveness),
         "seed": int(settings.face_seed),
-        "style": settings.face_style,
+        "style": style,
     }
 
 
@@ -161,7 +167,7 @@ def start_lipsync(context: bpy.types.Context, push_undo: bool) -> Job:
         **key_settings(scene),
     )
     strength = settings.smoothing_strength
-    face = face_request(scene)
+    face = face_request(scene, obj)
     scene_name = scene.name
     avatar_path = obj.get("steadytalk_avatar")
     avatar_name = Path(avatar_path).name if avatar_path else None

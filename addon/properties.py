@@ -184,6 +184,12 @@ class STEADYTALK_PG_scene(bpy.types.PropertyGroup):
         items=[
             ("lively", "Lively", "Head motion learned from the Obama addresses"),
             ("calm", "Calm", "Head motion learned from GRID s1, who reads sitting still"),
+            (
+                "AVATAR",
+                "Avatar's Own",
+                "Blinks, gaze, brows and head motion learned from the avatar's own video (a rig made by Load "
+                "Avatar; other characters get Lively)",
+            ),
         ],
         default="lively",
     )

@@ -20,6 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from steadytalk_backend.device import DeviceError, autocast, pick_device  # noqa: E402
 from steadytalk_backend.render.network import (  # noqa: E402
     NeuralRenderer,
     PatchDiscriminator,
@@ -63,12 +64,11 @@ def bench(preset_name: str, size: int, device: torch.device, repeats: int, windo
     audio = torch.randn(frames + 2 * context, 2 * config.audio_context + 1, config.audio_features, device=device)
     background = torch.rand(frames, 3, size, size, device=device)
     erased = (torch.rand(frames, size, size, device=device) > 0.8).float()
-    amp = dict(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     net.eval()
 
     @torch.no_grad()
     def infer() -> None:
-        with torch.autocast(**amp):
+        with autocast(device):
             skips = net.encode(inputs, audio)
             mixed = net.mix(skips[-1], len(inputs))[context : context + frames]
             out = net.decode([s[context : context + frames] for s in skips[:-1]] + [mixed]).float()
@@ -93,14 +93,14 @@ def bench(preset_name: str, size: int, device: torch.device, repeats: int, windo
     target = torch.rand(12 * batch, 3, h, w, device=device)
 
     def step() -> None:
-        with torch.autocast(**amp):
+        with autocast(device):
             out = net(x, a, 12).float()
             score = disc(out, x[:, 4:7]).float()
         loss = (out - target).abs().mean() + 0.01 * ((score - 1) ** 2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
-        with torch.autocast(**amp):
+        with autocast(device):
             real = ((disc(target, x[:, 4:7]).float() - 1) ** 2).mean()
             d = real + (disc(out.detach(), x[:, 4:7]).float() ** 2).mean()
         opt_d.zero_grad()
@@ -125,12 +125,15 @@ DEFAULT_RUNS = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the best one here)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--windows", type=int, default=2, help="windows of 12 frames per inference batch")
     parser.add_argument("--run", dest="runs", nargs=2, action="append", metavar=("PRESET", "SIZE"), help="only these")
     args = parser.parse_args()
-    device = torch.device(args.device)
+    try:
+        device = pick_device(args.device)
+    except DeviceError as exc:
+        parser.exit(2, f"error: {exc}\n")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}")
     print(f"{'preset':14s} {'size':>5s} {'net px':>7s} {'params':>9s} {'infer f/s':>10s} {'train f/s':>10s}")

@@ -41,7 +41,8 @@ fi
 
 # Reinstall only when the dependency list changed since the last successful set-up.
 stamp=.venv/.steadytalk-setup
-wanted="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+extras="${STEADYTALK_EXTRAS-dev,scale}"
+wanted="$(sha256sum pyproject.toml | cut -d' ' -f1) $extras"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ] && [ -x .venv/bin/steadytalk ]; then
     main_ready=1
 else
@@ -57,7 +58,8 @@ if [ "$main_ready" = 0 ]; then
     echo "setup: installing steadytalk and its dependencies"
     # setuptools announces every editable install with a warning box; it says nothing about
     # this project (every package and its data are declared in pyproject.toml), so hide it.
-    PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install -q -e ".[dev]"
+    # The [scale] extra (Ray, about 240 MB) too, so the Ray batch test runs; STEADYTALK_EXTRAS=dev leaves it out.
+    PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install -q -e ".[$extras]"
     echo "$wanted" > "$stamp"
 fi
 

@@ -5,17 +5,18 @@ Read by the backend (tracking, rasterizer) and by the Blender add-on (the rig), 
 ``steadytalk face-model build`` (``steadytalk_backend.face.model_build``).
 
 Topology: mediapipe's 468-point face mesh (Apache 2.0) with mouth and eyes as holes, plus a
-15-vertex tongue. Units: metres; X to the character's left, Y up, Z out of the face.
+15-vertex tongue; the schema's 52 ARKit shapes (files built before v2 have its first 33).
+Units: metres; X to the character's left, Y up, Z out of the face.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 
-from .schema import CHANNELS, NUM_CHANNELS
+from .schema import CHANNELS, NUM_CHANNELS, NUM_V1_CHANNELS
 
 FACE_MODEL_VERSION = 1
 DEFAULT_PATH = Path(__file__).parent / "data" / "face_model.npz"
@@ -52,13 +53,22 @@ class FaceModel:
     def pose(self, coefficients: np.ndarray) -> np.ndarray:
         """Vertices for coefficients in schema order: (C,) -> (V, 3) or (T, C) -> (T, V, 3).
 
-        C is the schema's width or the model's own shape count (its shapes are the schema's
-        first ones); channels the model has no shape for (the v2 upper face) do not move it."""
+        C is the schema's width (52), v1's (33: the upper face at rest) or the model's own shape
+        count (its shapes are the schema's first ones); channels the model has no shape for (an
+        older model's upper face) do not move it."""
         c = np.asarray(coefficients, dtype=np.float32)
-        if c.shape[-1] not in (NUM_CHANNELS, len(self.shape_names)):
+        if c.shape[-1] not in (NUM_CHANNELS, NUM_V1_CHANNELS, len(self.shape_names)):
             raise ValueError(f"expected {NUM_CHANNELS} coefficients, got {c.shape[-1]}")
-        c = c[..., : len(self.shape_names)]
-        return self.vertices + np.tensordot(c, self.deltas, axes=([-1], [0]))
+        used = min(c.shape[-1], len(self.shape_names))
+        return self.vertices + np.tensordot(c[..., :used], self.deltas[:used], axes=([-1], [0]))
+
+    def with_shapes(self, names: tuple[str, ...]) -> FaceModel:
+        """The same face with only the shapes ``names`` (a prefix of the schema, e.g. v1's 33 for
+        a consumer that is v1-wide); a model that has fewer keeps what it has."""
+        if tuple(names) != CHANNELS[: len(names)]:
+            raise ValueError("shapes must be a prefix of the schema's channels")
+        count = min(len(names), len(self.shape_names))
+        return replace(self, shape_names=self.shape_names[:count], deltas=self.deltas[:count])
 
     def save(self, path: str | Path) -> None:
         path = Path(path)

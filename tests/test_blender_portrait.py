@@ -14,7 +14,7 @@ bpy = pytest.importorskip("bpy")
 
 from conftest import extension_module, register_addon  # noqa: E402
 
-from steadytalk_shared.schema import V1_CHANNELS as CHANNELS  # noqa: E402  (the face model's shapes)
+from steadytalk_shared.schema import CHANNELS  # noqa: E402  (the face model's shapes: all 52)
 
 IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "images"
 GRID = IMAGES / "grid_s1_frame_bbaf2n.png"
@@ -68,7 +68,7 @@ def render(scene, path: Path) -> np.ndarray:
 def test_portrait_rig_builds_lipsyncs_and_renders_the_photo(addon, backend_process, tmp_path):
     scene = bpy.context.scene
     level, text = build(addon, GRID, size=360)
-    assert level == "INFO" and "33 ARKit shape keys" in text, text
+    assert level == "INFO" and "52 ARKit shape keys" in text, text
     face = bpy.context.active_object
     collection = face.users_collection[0]
     assert collection.name == "grid_s1_frame_bbaf2n portrait"

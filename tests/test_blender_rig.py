@@ -35,9 +35,9 @@ def test_face_rig_has_every_channel_as_a_working_shape_key(scene):
     model = FaceModel.load()
     obj = rig_module.create_face_rig(scene.collection, model, location=(1.0, 2.0, 0.0))
     names = [k.name for k in obj.data.shape_keys.key_blocks]
-    assert names == ["Basis", *CHANNELS[:33]]  # the face model's shapes: schema v1's (no brows or eye look yet)
+    assert names == ["Basis", *CHANNELS]  # the face model's shapes: all 52 of schema v2
     mapping, unmatched = match_rig(names)
-    assert unmatched == list(CHANNELS[33:]) and mapping == {c: c for c in CHANNELS[:33]}
+    assert unmatched == [] and mapping == {c: c for c in CHANNELS}
     assert tuple(obj.location) == (1.0, 2.0, 0.0)
 
     rest = evaluated_vertices(obj)

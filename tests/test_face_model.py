@@ -8,8 +8,11 @@ import pytest
 
 from steadytalk_backend.face.model_build import boundary_loops
 from steadytalk_shared.face_model import FaceModel
+from steadytalk_shared.schema import (
+    CHANNELS,  # the model's shapes: all 52 (schema v2)
+    V1_CHANNELS,
+)
 from steadytalk_shared.schema import CHANNELS as ALL_CHANNELS
-from steadytalk_shared.schema import V1_CHANNELS as CHANNELS  # the model's shapes
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +29,10 @@ def coefficients(**values):
 
 def test_contents_and_schema_order(model):
     assert model.num_vertices == 468 + 15
-    # the v1 shapes, the schema's first 33; the v2 upper face has no shapes yet
-    assert model.shape_names == ALL_CHANNELS[:33] == CHANNELS
-    assert model.deltas.shape == (33, model.num_vertices, 3)
+    assert model.shape_names == ALL_CHANNELS == CHANNELS
+    assert model.deltas.shape == (52, model.num_vertices, 3)
     assert model.uvs.min() >= 0.0 and model.uvs.max() <= 1.0
-    assert np.all(np.abs(model.deltas).max(axis=(1, 2)) > 1e-3), "every shape moves something"
+    assert np.all(np.abs(model.deltas).max(axis=(1, 2)) > 9e-4), "every shape moves something (eye look: 1 mm)"
 
 
 def test_no_degenerate_faces_and_a_clean_manifold(model):
@@ -133,10 +135,56 @@ def test_pose_accepts_sequences(model):
     np.testing.assert_allclose(posed[1], model.pose(frames[1]))
     with pytest.raises(ValueError, match="52 coefficients"):
         model.pose(np.zeros(5))
-    # a v2 frame poses as its v1 part: brows and gaze move no vertex of this model
-    wide = np.zeros(len(ALL_CHANNELS), np.float32)
-    wide[ALL_CHANNELS.index("jawOpen")], wide[ALL_CHANNELS.index("browInnerUp")] = 0.5, 1.0
-    np.testing.assert_allclose(model.pose(wide), model.pose(coefficients(jawOpen=0.5)))
+    # a v1 frame (33 wide) poses with the upper face at rest
+    v1 = coefficients(jawOpen=0.5)[: len(V1_CHANNELS)]
+    np.testing.assert_allclose(model.pose(v1), model.pose(coefficients(jawOpen=0.5)))
+    # a v1-wide consumer (the neural renderer) takes the model's first 33 shapes
+    narrow = model.with_shapes(V1_CHANNELS)
+    assert narrow.shape_names == V1_CHANNELS and len(narrow.deltas) == 33
+    np.testing.assert_allclose(narrow.pose(v1), model.pose(v1))
+
+
+def test_brows_rise_and_lower_by_their_measured_size(model):
+    """A brow-up channel at 1 lifts its brow landmarks by FULL_RAISE_MM, browDown lowers the
+    inner brow by FULL_LOWER_MM (the scale tracking and the performance models use); the eye
+    corners stay put, so brow height above them is what moved."""
+    from steadytalk_shared.upper_face import FULL_LOWER_MM, FULL_RAISE_MM
+
+    def lift(name, points):
+        return 1000.0 * (model.pose(coefficients(**{name: 1.0}))[list(points), 1] - model.vertices[list(points), 1])
+
+    assert lift("browInnerUp", (336, 296, 107, 66)).mean() == pytest.approx(FULL_RAISE_MM, abs=0.05)
+    assert lift("browOuterUpLeft", (334, 293, 300)).mean() == pytest.approx(FULL_RAISE_MM, abs=0.05)
+    assert np.abs(lift("browOuterUpLeft", (105, 63, 70))).max() < 0.01  # the other brow stays
+    assert lift("browDownLeft", (336, 296)).mean() == pytest.approx(-FULL_LOWER_MM, abs=0.05)
+    assert -FULL_LOWER_MM < lift("browDownLeft", (334, 293, 300)).mean() < -0.3 * FULL_LOWER_MM  # outer: less
+    for name in ("browInnerUp", "browOuterUpLeft", "browDownLeft"):
+        assert np.abs(lift(name, (263, 362, 33, 133, 386, 374))).max() < 0.01, name  # corners and lids
+
+
+def test_eye_shapes_move_the_lids_not_the_corners(model):
+    def gap(v):  # left eye: upper minus lower lid at the middle
+        return v[386, 1] - v[374, 1]
+
+    rest = gap(model.vertices)
+    assert gap(model.pose(coefficients(eyeWideLeft=1.0))) > rest + 0.002
+    assert gap(model.pose(coefficients(eyeSquintLeft=1.0))) < rest - 0.002
+    down, up = model.pose(coefficients(eyeLookDownLeft=1.0)), model.pose(coefficients(eyeLookUpLeft=1.0))
+    assert down[386, 1] < model.vertices[386, 1] - 0.002 and up[386, 1] > model.vertices[386, 1] + 0.001
+    inward = model.pose(coefficients(eyeLookInLeft=1.0)) - model.vertices
+    assert inward[[386, 374], 0].max() < -0.0005  # the left eye's lids slide toward the nose (-X)
+    for name in ("eyeWideLeft", "eyeSquintLeft", "eyeLookDownLeft", "eyeLookUpLeft", "eyeLookInLeft"):
+        moved = model.pose(coefficients(**{name: 1.0})) - model.vertices
+        assert np.abs(moved[[263, 362]]).max() < 1e-4, name  # the corners do not move
+        assert np.abs(moved[[159, 145, 33, 133]]).max() < 1e-5, name  # nor the other eye
+
+
+def test_nose_sneer_lifts_the_nostril_not_the_lips(model):
+    sneer = model.pose(coefficients(noseSneerLeft=1.0)) - model.vertices
+    assert sneer[[327, 294], 1].min() > 0.002  # the left nostril wing rises
+    assert np.abs(sneer[[98, 64]]).max() < 1e-4  # the right one does not
+    lips = list(model.regions.lips_outer) + list(model.regions.lips_inner)
+    assert np.abs(sneer[lips]).max() < 2e-4
 
 
 def test_loader_rejects_other_versions(model, tmp_path):

@@ -6,7 +6,7 @@ from scipy.spatial.transform import Rotation
 
 from steadytalk_backend.face.fitting import Fitter, Pose
 from steadytalk_shared.face_model import FaceModel
-from steadytalk_shared.schema import V1_CHANNELS as CHANNELS  # the face model's shapes
+from steadytalk_shared.schema import CHANNELS  # the face model's shapes: all 52
 
 N = 468
 
@@ -41,6 +41,10 @@ def coefficients(**values):
         {"mouthSmileLeft": 0.8, "eyeBlinkRight": 1.0},
         {"mouthPucker": 0.7},
         {"mouthStretchLeft": 0.5, "mouthStretchRight": 0.5, "jawOpen": 0.2},
+        {"browInnerUp": 0.7, "jawOpen": 0.3},
+        {"browOuterUpLeft": 0.6, "eyeSquintRight": 0.6},
+        {"browDownLeft": 0.5, "browDownRight": 0.5, "noseSneerLeft": 0.6},
+        {"eyeWideLeft": 0.7, "eyeWideRight": 0.7, "browInnerUp": 0.4},
         {},
     ],
 )
@@ -82,3 +86,38 @@ def test_identity_is_recovered_from_many_frames(fitter):
     error_with = np.mean([fit.error for fit in fits[:10]])
     assert error_with < 0.5 * error_without
     assert np.corrcoef(estimated.ravel(), identity.ravel())[0, 1] > 0.7
+
+
+def with_irises(fitter, mesh_model_points, pose, gaze):
+    """(478, 3) pixel landmarks: the mesh plus an iris ring per eye turned by ``gaze`` [yaw, pitch]
+    (the inverse of ``eyes.iris_gaze``)."""
+    from steadytalk_backend.face.eyes import EYEBALL_RADIUS_WIDTHS, EYES
+
+    irises = []
+    for side in ("left", "right"):
+        outer, inner = mesh_model_points[EYES[side]["outer"]], mesh_model_points[EYES[side]["inner"]]
+        radius = EYEBALL_RADIUS_WIDTHS * np.linalg.norm(outer - inner)
+        centre = 0.5 * (outer + inner) + radius * np.array([np.sin(gaze[0]), -np.sin(gaze[1]), 0.0])
+        ring = [centre] + [centre + 0.005 * np.array([np.cos(a), np.sin(a), 0.0]) for a in (0, 1.57, 3.14, 4.71)]
+        irises.append(np.array(ring))
+    return pose.apply(np.concatenate([mesh_model_points, *irises]))
+
+
+@pytest.mark.parametrize("gaze", [(0.2, 0.0), (-0.15, 0.1), (0.0, -0.2)])
+def test_eye_look_comes_from_the_irises(fitter, gaze):
+    from steadytalk_shared.upper_face import look_channels
+
+    rng = np.random.default_rng(11)
+    truth = coefficients(browInnerUp=0.3)
+    for name, value in look_channels(np.array(gaze)).items():
+        truth[CHANNELS.index(name)] = value
+    _, pose = synthetic_frame(fitter, truth, rng.uniform(-15, 15, 3), None, rng)
+    observed = with_irises(fitter, fitter.shape(truth), pose, gaze)
+    fit = fitter.fit_frame(observed)
+    np.testing.assert_allclose(fit.gaze, gaze, atol=0.01)
+    for name in ("eyeLookOutLeft", "eyeLookInLeft", "eyeLookUpRight", "eyeLookDownLeft"):
+        assert fit.coefficients[CHANNELS.index(name)] == pytest.approx(truth[CHANNELS.index(name)], abs=0.03), name
+    # the lids' look motion is not read as a blink, squint or wide eye
+    for name in ("eyeBlinkLeft", "eyeSquintLeft", "eyeWideLeft"):
+        assert fit.coefficients[CHANNELS.index(name)] < 0.1, name
+    assert fit.coefficients[CHANNELS.index("browInnerUp")] == pytest.approx(0.3, abs=0.08)

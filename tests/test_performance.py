@@ -167,7 +167,8 @@ def test_cli_flags_json_csv_and_live_link(tmp_path, demo_wav):
     assert table.read_text().splitlines()[0].endswith("headYaw,headPitch,headRoll")
     assert live.read_text().startswith("Timecode,BlendShapeCount,EyeBlinkLeft")
     bad = subprocess.run([*command[:-7], "--style", "sleepy"], capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "error: Unknown style 'sleepy'. Choose one of: calm, lively." in bad.stderr
+    assert bad.returncode == 2
+    assert "error: Unknown style 'sleepy'. Choose one of: calm, lively, or avatar:PATH" in bad.stderr
     assert "Traceback" not in bad.stderr
 
 

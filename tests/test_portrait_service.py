@@ -16,7 +16,7 @@ from steadytalk_backend.service.server import ServerConfig
 from steadytalk_shared import render_contract as rc
 from steadytalk_shared.client import BackendClient, BackendError
 from steadytalk_shared.protocol import PORTRAIT, ErrorCode, Message
-from steadytalk_shared.schema import V1_CHANNELS as CHANNELS  # the face model's shapes (the rig's)
+from steadytalk_shared.schema import CHANNELS  # the face model's shapes (the rig's): all 52
 
 IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "images"
 GRID = IMAGES / "grid_s1_frame_bbaf2n.png"

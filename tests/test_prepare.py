@@ -18,7 +18,7 @@ from steadytalk_backend.avatar.video import CfrReport, frames_at_constant_rate, 
 from steadytalk_backend.cli import main
 from steadytalk_shared import render_contract as rc
 from steadytalk_shared.face_model import FaceModel
-from steadytalk_shared.schema import V1_CHANNELS as CHANNELS  # the face model's shapes
+from steadytalk_shared.schema import CHANNELS  # the face model's shapes: all 52
 
 CLIP = "bbbs5s"
 
@@ -52,7 +52,7 @@ def test_avatar_folder_contents(avatar):
     manifest = json.loads((avatar / "manifest.json").read_text())
     frames = manifest["video"]["frames"]
     assert frames == 75 and manifest["video"]["fps"] == 25.0  # a 3 s GRID clip
-    assert set(manifest["stages"]) == {"landmarks", "fit", "crops", "audio", "blender"}
+    assert set(manifest["stages"]) == {"landmarks", "fit", "crops", "audio", "blender", "style"}
     assert manifest["report"]["tracked_share"] == 1.0
     assert manifest["report"]["reprojection_error_iod"]["mean"] < 0.02
     for name in manifest["files"]:  # every documented file exists
@@ -60,6 +60,7 @@ def test_avatar_folder_contents(avatar):
 
     with np.load(avatar / "params.npz") as params:
         assert params["coefficients"].shape == (frames, len(CHANNELS))
+        assert tuple(params["channels"]) == CHANNELS  # stored by name
         assert params["coefficients"].min() >= 0 and params["coefficients"].max() <= 1
         assert params["rotation"].shape == (frames, 3, 3) and params["tracked"].all()
         jaw = params["coefficients"][:, CHANNELS.index("jawOpen")]
@@ -241,3 +242,39 @@ def test_eval_tracking_reports_the_avatar(avatar, tmp_path, capsys):
     # Smoothing the same track can only make it steadier.
     raw, smoothed = report["msi"]["mediapipe landmarks, raw"], report["msi"]["mediapipe landmarks, adaptive smoother"]
     assert smoothed["lips"] > raw["lips"]
+
+
+@pytest.mark.realdata
+def test_an_avatar_prepared_before_schema_v2_still_loads_and_trains(avatar, tmp_path):
+    """params.npz of 33 coefficients and a 33-shape rig (avatars prepared before): the renderer
+    takes its v1 channels by name from either, so old and new avatars give it the same input."""
+    import shutil
+
+    from conftest import tiny_preset
+
+    from steadytalk_backend.avatar.params import load_coefficients
+    from steadytalk_backend.render.data import AvatarFrames
+    from steadytalk_backend.render.s2a_person import load_avatar_sequences
+    from steadytalk_backend.render.train import RendererTrainer
+    from steadytalk_shared.schema import V1_CHANNELS
+
+    old = tmp_path / "old"
+    shutil.copytree(avatar, old, ignore=shutil.ignore_patterns("crop_512", "plate.mp4"))
+    with np.load(old / "params.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    wide = arrays["coefficients"]
+    arrays["coefficients"] = wide[:, :33]
+    arrays.pop("channels")  # the first releases wrote no names
+    np.savez(old / "params.npz", **arrays)
+    FaceModel.load(old / "blender" / "rig.npz").with_shapes(V1_CHANNELS).save(old / "blender" / "rig.npz")
+
+    np.testing.assert_array_equal(load_coefficients(old), wide[:, :33])
+    np.testing.assert_array_equal(load_coefficients(avatar), wide[:, :33])  # v2: picked by name
+    brows = load_coefficients(old, CHANNELS)[:, CHANNELS.index("browInnerUp")]
+    assert not brows.any()  # a channel the old file lacks is at rest
+    for folder in (old, avatar):
+        frames = AvatarFrames.load(folder, 256, frames=False)
+        assert frames.coefficients.shape == (75, 33) and len(frames.rig.deltas) == 33
+        assert load_avatar_sequences(folder)[2].shape == (75, 33)
+    summary = RendererTrainer(old, tiny_preset(joint_epochs=0), device="cpu", log=lambda line: None).run()
+    assert np.isfinite(summary["validation_l1"])

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..atomic import write_text_atomic
 
 AVATAR_VERSION = 1
-STAGES = ("landmarks", "fit", "crops", "audio", "blender")
+STAGES = ("landmarks", "fit", "crops", "audio", "blender", "style")
 
 
 @dataclass
@@ -37,7 +37,8 @@ class Manifest:
 FILES = {
     "landmarks.npz": "mediapipe landmarks, pixels of the source frame (x*W, y*H, z*W): points (T, 478, 3), "
     "found (T,) bool, faces (T,) faces seen per frame",
-    "params.npz": "per-frame fit: coefficients (T, 33) in schema v1 order (the face model's shapes) in [0, 1], "
+    "params.npz": "per-frame fit: coefficients (T, C) in [0, 1], columns named by channels (C,): all 52 ARKit channels "
+    "in schema order (avatars prepared before schema v2: the 33 of v1; read them by name), "
     "scale (T,), rotation (T, 3, 3), "
     "translation (T, 3) with source_pixels = scale * R @ model_metres + t (y down, depth on the x scale), "
     "tracked (T,) bool (False: landmarks interpolated), error (T,) reprojection / inter-ocular distance, "
@@ -53,6 +54,8 @@ FILES = {
     "blender/rig.npz": "face model of this person (identity applied), loadable with FaceModel.load",
     "blender/scene.json": "camera (orthographic, source pixels), fps, frame count and plate path",
     "blender/head_pose.npy": "(T, 4, 4) model metres -> contract space of the full source frame",
+    "style.json": "the person's manner learned from this video (blinks, gaze, brows, head motion): "
+    "lipsync --style avatar:AVATAR",
 }
 
 

@@ -11,16 +11,15 @@ skips what is done; the landmark stage also checkpoints every few hundred frames
 4. audio       16 kHz mono WAV, the lip-sync engine's curves and its S2A feature sequence
 5. blender     what the add-on needs to rebuild the person: rig (identity mesh with the
                schema's shape keys), camera, per-frame head pose, the plate's path
+6. style       the person's blinks, gaze, brows and head motion (``person_style``)
 
 Folder layout and array meanings are described in ``manifest.json`` itself.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,21 +27,18 @@ import numpy as np
 
 from steadytalk_shared import render_contract as rc
 from steadytalk_shared.face_model import FaceModel
+from steadytalk_shared.schema import CHANNELS, SCHEMA_VERSION
 
-# params.npz holds the face model's coefficients: the v1 channels (the upper face has no shapes yet)
-from steadytalk_shared.schema import V1_CHANNELS as CHANNELS
-
-from ..atomic import atomic_output, save_atomic, savez_atomic, write_text_atomic
+from ..atomic import atomic_output, savez_atomic
 from ..errors import SteadyTalkError
-from ..face.fitting import Fitter, identity_model
+from ..face.fitting import Fitter
 from ..face.landmarks import NUM_MESH_POINTS
-from .crops import PREVIEW_FRAMES, crop_image, stable_crop_centres, write_preview
 from .manifest import AVATAR_VERSION, FILES, STAGES, Manifest, source_fingerprint
-from .video import CfrReport, VideoError, VideoWriter, constant_rate, frames_at_constant_rate, probe
+from .params import write_params
+from .stages import DrawingStages, Progress
+from .video import CfrReport, VideoError, constant_rate, frames_at_constant_rate, probe
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[str, int, int], None]  # stage, done, total
 
 
 class PrepareError(SteadyTalkError):
@@ -86,9 +82,10 @@ def interpolate_missing(points: np.ndarray, found: np.ndarray) -> np.ndarray:
     return filled.reshape(points.shape)
 
 
-class Preparer:
-    def __init__(self, video: Path, out: Path, config: PrepareConfig | None = None, force: bool = False) -> None:
+class Preparer(DrawingStages):
+    def __init__(self, video: Path, out: Path, config: PrepareConfig | None = None, force=False, device=None) -> None:
         self.video = Path(video)
+        self.device = device  # torch.device or name, for the shape pass (mouth masks); not in the fingerprint
         self.out = Path(out)
         self.config = config or PrepareConfig()
         self.force = force
@@ -157,7 +154,7 @@ class Preparer:
                 "camera": "scaled orthographic: source_pixels = scale * rotation @ model_metres + translation",
             },
             schema={
-                "version": 1,  # of the coefficients tracked here (schema v1's channels)
+                "version": SCHEMA_VERSION,  # of the coefficients tracked here (all 52 channels)
                 "channels": list(CHANNELS),
                 "render_contract": rc.RENDER_CONTRACT_VERSION,
             },
@@ -188,6 +185,7 @@ class Preparer:
             "crops": self._crops,
             "audio": self._audio,
             "blender": self._blender,
+            "style": self._style,
         }
         for stage in STAGES:
             if stage in manifest.stages:
@@ -262,18 +260,7 @@ class Preparer:
             points, found = data["points"].astype(np.float64), data["found"]
         filled = interpolate_missing(points, found)
         identity, fits = self.fitter.track(list(filled), progress=lambda done, total: report("fit", done, total))
-        errors = np.array([f.error for f in fits])
-        savez_atomic(
-            self.out / "params.npz",
-            coefficients=np.stack([f.coefficients for f in fits]).astype(np.float32),
-            scale=np.array([f.pose.scale for f in fits]),
-            rotation=np.stack([f.pose.rotation for f in fits]),
-            translation=np.stack([f.pose.translation for f in fits]),
-            tracked=found,
-            error=errors,
-            identity=identity.astype(np.float32),
-            channels=np.array(CHANNELS),
-        )
+        errors = write_params(self.out / "params.npz", fits, found, identity)
         tracked = found.mean()
         manifest.report.update(
             {
@@ -288,93 +275,6 @@ class Preparer:
         if (~found).any():
             log.warning("no face in %d frames: filled by interpolation", int((~found).sum()))
         return {}
-
-    def _params(self) -> dict[str, np.ndarray]:
-        with np.load(self.out / "params.npz") as data:
-            return {k: data[k] for k in data.files}
-
-    def _crop_windows(self, params: dict[str, np.ndarray], fps: float, size: int) -> list[rc.Crop]:
-        """A crop of fixed side (from the median face size) around the smoothed face centre."""
-        face = self.model.vertices[:NUM_MESH_POINTS]
-        centre_model = 0.5 * (face.min(axis=0) + face.max(axis=0))
-        height_model = float(np.ptp(face[:, 1]))
-        centres = params["scale"][:, None] * (params["rotation"] @ centre_model) + params["translation"]
-        centres = stable_crop_centres(centres[:, :2], self.config.crop_smoothing_seconds * fps)
-        side = self.config.crop_face_heights * height_model * float(np.median(params["scale"]))
-        return [rc.Crop.around(float(x), float(y), side, size) for x, y in centres]
-
-    def _crops(self, manifest: Manifest, report: Progress) -> dict:
-        from ..device import pick_device
-        from ..face.shape_pass import ShapePassRenderer
-
-        params = self._params()
-        fps, total = manifest.video["fps"], manifest.video["frames"]
-        rig = identity_model(self.model, params["identity"])
-        windows = {size: self._crop_windows(params, fps, size) for size in self.config.sizes}
-        writers, masks = {}, {}
-        for size in self.config.sizes:
-            (self.out / f"crop_{size}").mkdir(exist_ok=True)
-            writers[size] = VideoWriter(self.out / f"crop_{size}" / "frames.mp4", size, size, fps, self.config.crf)
-            masks[size] = np.zeros((total, size, (size + 7) // 8), dtype=np.uint8)
-        width, height = manifest.video["width"], manifest.video["height"]
-        plate = VideoWriter(self.out / "plate.mp4", width - width % 2, height - height % 2, fps, self.config.crf)
-        device = pick_device()  # batched on the GPU where there is one
-        renderers = {size: ShapePassRenderer(self.model, size, size, device) for size in self.config.sizes}
-        batch: list[int] = []
-        # A contact sheet for the user: a few frames with the shape pass and mouth region on top.
-        preview_size = min(self.config.sizes)
-        preview_frames = set(np.linspace(0, total - 1, PREVIEW_FRAMES).round().astype(int).tolist())
-        previews: dict[int, list[np.ndarray]] = {}
-
-        def flush() -> None:
-            posed = rig.pose(params["coefficients"][batch]).astype(np.float64)  # (B, V, 3), every size
-            rows = [row for row, index in enumerate(batch) if index in previews]
-            for size in self.config.sizes:
-                mats = np.stack([self._matrix(params, i, windows[size][i]) for i in batch])
-                screen = rc.project(mats, posed)
-                shape = renderers[size].render(screen.astype(np.float32), mats[:, 2, 3])
-                mouth = shape.mouth.cpu().numpy()
-                masks[size][batch] = np.packbits(mouth, axis=-1)
-                if size == preview_size and rows:
-                    colors = shape.color_uint8()
-                    for row in rows:
-                        previews[batch[row]] += [colors[row], shape.mask[row].cpu().numpy(), mouth[row]]
-            batch.clear()
-
-        try:
-            # A second pass over the source, at the same constant rate.
-            for index, frame in frames_at_constant_rate(self.video, fps, total, CfrReport()):
-                plate.write(frame[: height - height % 2, : width - width % 2])
-                for size in self.config.sizes:
-                    cropped = crop_image(frame, windows[size][index])
-                    writers[size].write(cropped)
-                    if size == preview_size and index in preview_frames:
-                        previews[index] = [cropped]
-                batch.append(index)
-                if len(batch) == 64:
-                    flush()
-                report("crops", index + 1, total)
-            if batch:
-                flush()
-        except BaseException:
-            plate.abort()
-            for writer in writers.values():
-                writer.abort()
-            raise
-        plate.close()
-        write_preview(self.out / "preview.png", [previews[i] for i in sorted(previews)])
-        for size in self.config.sizes:
-            writers[size].close()
-            windows_array = np.array([[c.scale, c.offset_x, c.offset_y] for c in windows[size]])
-            save_atomic(self.out / f"crop_{size}" / "crop.npy", windows_array)
-            savez_atomic(self.out / f"crop_{size}" / "mouth_masks.npz", bits=masks[size], width=np.array(size))
-        return {}
-
-    @staticmethod
-    def _matrix(params: dict[str, np.ndarray], index: int, crop: rc.Crop) -> np.ndarray:
-        return rc.model_matrix(
-            float(params["scale"][index]), params["rotation"][index], params["translation"][index], crop
-        )
 
     def _audio(self, manifest: Manifest, report: Progress) -> dict:
         import soundfile as sf
@@ -405,35 +305,17 @@ class Preparer:
         report("audio", 3, 3)
         return {"mode": result.mode, "warnings": list(result.warnings)}
 
-    def _blender(self, manifest: Manifest, report: Progress) -> dict:
-        params = self._params()
-        folder = self.out / "blender"
-        folder.mkdir(exist_ok=True)
-        rig = identity_model(self.model, params["identity"])
-        with atomic_output(folder / "rig.npz") as partial:
-            rig.save(partial)
-        width, height = manifest.video["width"], manifest.video["height"]
-        full = rc.Crop.full_frame(width, height)
-        matrices = np.stack([self._matrix(params, i, full) for i in range(len(params["scale"]))])
-        save_atomic(folder / "head_pose.npy", matrices.astype(np.float32))
-        camera = rc.camera(width, height)
-        scene = {
-            "render_contract": rc.RENDER_CONTRACT_VERSION,
-            "fps": manifest.video["fps"],
-            "frames": len(matrices),
-            "resolution": [width, height],
-            "camera": asdict(camera) | {"type": "ORTHO", "rotation_euler": [0.0, 0.0, 0.0]},
-            "plate": "../plate.mp4",
-            "head_pose": "head_pose.npy",
-            "rig": "rig.npz",
-        }
-        write_text_atomic(folder / "scene.json", json.dumps(scene, indent=2) + "\n")
-        report("blender", 1, 1)
-        return {}
+    def _style(self, manifest: Manifest, report: Progress) -> dict:
+        from .person_style import learn_style
+
+        report("style", 0, 1)
+        measured = learn_style(self.out)
+        report("style", 1, 1)
+        return {"measured": measured}
 
 
-def prepare(video: Path, out: Path, config: PrepareConfig | None = None, force: bool = False, progress=None):
+def prepare(video: Path, out: Path, config: PrepareConfig | None = None, force=False, progress=None, device=None):
     try:
-        return Preparer(video, out, config, force).run(progress)
+        return Preparer(video, out, config, force, device).run(progress)
     except VideoError as exc:
         raise PrepareError(exc.message, exc.hint) from None

@@ -36,6 +36,15 @@ def add_transcript_options(parser: argparse.ArgumentParser, typed_help: str) -> 
     text.add_argument("--transcript-file", type=Path, help="a UTF-8 text file with the words spoken")
 
 
+def add_device_option(parser: argparse.ArgumentParser, what: str = "") -> None:
+    """``--device``: resolved by ``steadytalk_backend.device.pick_device`` in the handler, so a
+    device this machine lacks is a one-line error naming the ones it has."""
+    parser.add_argument(
+        "--device",
+        help="cpu, cuda, cuda:N or mps (default: CUDA when there is one, else Apple MPS, else the CPU)" + what,
+    )
+
+
 def add_recognizer_options(parser: argparse.ArgumentParser) -> None:
     """How speech without a typed transcript is read: ``--recognizer`` and ``--asr-model``."""
     parser.add_argument(
@@ -140,7 +149,11 @@ def add_face_options(parser: argparse.ArgumentParser) -> None:
     face.add_argument(
         "--seed", type=seed_number, default=None, help="seed of blinks, gaze and head (same seed, same face)"
     )
-    face.add_argument("--style", help="head-motion style learned from video: calm or lively (default lively)")
+    face.add_argument(
+        "--style",
+        help="manner learned from video: calm or lively (head motion; default lively), or avatar:PATH, the "
+        "blinks, gaze, brows and head of a prepared avatar (its style.json)",
+    )
     face.add_argument("--mouth-only", action="store_true", help="only the mouth, as releases before schema v2")
 
 
@@ -148,9 +161,16 @@ def face_options(args: argparse.Namespace):
     """``FaceOptions`` from the flags of ``add_face_options``."""
     from ..performance.model import DEFAULT_SEED, FaceOptions, default_performer
 
-    if args.style is not None and args.style not in default_performer().styles:
+    style = args.style
+    if style is not None and style.startswith("avatar:"):
+        from ..performance.style import person_performer, style_path
+
+        style = "avatar:" + str(style_path(style).resolve())  # the lip-sync may run in another folder
+        person_performer(style)  # a clear message now if the avatar has no style
+    elif style is not None and style not in default_performer().styles:
         raise SteadyTalkError(
-            f"Unknown style {args.style!r}.", f"Choose one of: {', '.join(default_performer().styles)}."
+            f"Unknown style {style!r}.",
+            f"Choose one of: {', '.join(default_performer().styles)}, or avatar:PATH for a prepared avatar.",
         )
     seed = DEFAULT_SEED if args.seed is None else args.seed
-    return FaceOptions(args.blink_rate, args.head_motion, args.expressiveness, seed, args.style)
+    return FaceOptions(args.blink_rate, args.head_motion, args.expressiveness, seed, style)

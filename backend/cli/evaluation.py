@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import SteadyTalkError
-from .common import positive_fps
+from .common import add_device_option, positive_fps
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     eval_render.add_argument("--work-dir", type=Path, help="where the clips' tracking goes (default: temporary)")
     eval_render.add_argument("--out", type=Path, default=Path("eval_render"), help="contact sheet and mp4 go here")
     eval_render.add_argument("--json", type=Path, help="also write the report as JSON")
+    add_device_option(eval_render, " for the renderer")
     eval_render.add_argument(
         "--model",
         action="append",
@@ -70,6 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     eval_face.add_argument("--out", type=Path, default=Path("eval_face"), help="plots and face_report.json go here")
     eval_face.add_argument("--cache", type=Path, default=Path("build/face_tracks"), help="tracking cache folder")
     eval_face.add_argument("--json", type=Path, help="also write the report as JSON")
+    eval_face.add_argument("--model", type=Path, help="face-motion parameters to evaluate (default: the shipped ones)")
     evaluate.set_defaults(handler=cmd_eval)
 
 
@@ -86,8 +88,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             report = evaluate_tracking(args.avatar, args.clips, args.work_dir or Path(scratch), log)
         print(format_tracking_report(report))
     elif args.target == "render":
+        from ..device import pick_device
         from ..evaluation.render import evaluate_render, format_render_report
 
+        device = pick_device(args.device)
         if not args.clips.is_dir():
             raise SteadyTalkError(f"No clips folder at {args.clips}.", "Pass --clips with NAME.mpg + NAME.align files.")
         with tempfile.TemporaryDirectory() as scratch:
@@ -101,7 +105,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                     )
                 extra[name] = Path(folder)
             work = args.work_dir or Path(scratch)
-            report = evaluate_render(args.avatar, args.clips, work, args.out, log, extra_models=extra)
+            report = evaluate_render(args.avatar, args.clips, work, args.out, log, device, extra_models=extra)
         print(format_render_report(report))
     elif args.target == "portrait":
         from ..evaluation.portrait import evaluate_portrait, format_portrait_report
@@ -115,7 +119,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         if not (args.data / "video").is_dir():
             raise SteadyTalkError(f"No video folder in {args.data}.", "Pass --data pointing at the shared data folder.")
-        report = evaluate_face(args.data, args.out, args.cache, log=log)
+        from ..performance.model import Performer
+
+        performer = Performer.load(args.model) if args.model else None
+        report = evaluate_face(args.data, args.out, args.cache, performer, log=log)
         print(format_face_report(report))
     else:
         report = evaluate_lipsync(args.directory, fps=args.fps, speech_dir=args.speech_dir, log=log)

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ..errors import SteadyTalkError
-from .common import ProgressBar, add_transcript_options, read_transcript, smoothing_strength
+from .common import ProgressBar, add_device_option, add_transcript_options, read_transcript, smoothing_strength
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--smoothing", type=smoothing_strength, default=1.0, help="adaptive smoothing strength (1 default)"
     )
     render.add_argument("--crop", action="store_true", help="write the face crop instead of the full frame")
-    render.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when there is one)")
+    add_device_option(render, " (with --ray: each Ray worker's)")
     render.add_argument(
         "--ray",
         nargs="?",
@@ -42,9 +42,13 @@ def cmd_render(args: argparse.Namespace) -> int:
             f"The avatar folder {args.avatar} does not exist.",
             "Make one with steadytalk prepare, then steadytalk train.",
         )
+    from ..device import pick_device
+
+    # Checked here before any work; with Ray each worker resolves it on its own machine.
+    device = args.device if args.ray is not None and args.audio is None else pick_device(args.device)
     transcript = read_transcript(args)
     if args.audio is not None:
-        return _render_one(args, transcript)
+        return _render_one(args, transcript, device)
     from ..service.batch import read_list, run_batch
 
     if args.out_dir is None:
@@ -52,7 +56,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if transcript is not None:
         raise SteadyTalkError("--transcript is for one file; in a batch list put it after a TAB on each line.")
     jobs = read_list(args.batch, args.out_dir)
-    outcomes = run_batch(args.avatar, jobs, args.out_dir, args.device, not args.crop, args.ray, log=print)
+    outcomes = run_batch(args.avatar, jobs, args.out_dir, device, not args.crop, args.ray, log=print)
     failed = [o for o in outcomes if o.status == "failed"]
     done = sum(o.status == "done" for o in outcomes)
     skipped = sum(o.status == "skipped" for o in outcomes)
@@ -62,7 +66,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _render_one(args: argparse.Namespace, transcript: str | None) -> int:
+def _render_one(args: argparse.Namespace, transcript: str | None, device) -> int:
     if args.out is None:
         raise SteadyTalkError("--audio needs --out OUT.mp4.")
     if not args.audio.is_file():
@@ -71,7 +75,7 @@ def _render_one(args: argparse.Namespace, transcript: str | None) -> int:
     from ..render.pipeline import Reference, RenderConfig, render_audio
 
     started = time.monotonic()
-    renderer = AvatarRenderer(args.avatar, device=args.device)
+    renderer = AvatarRenderer(args.avatar, device=device)
     reference = Reference(args.avatar, renderer.config.size)
     bar = ProgressBar(not args.quiet)
     try:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import SteadyTalkError
+from .common import add_device_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--jobs-dir", type=Path, help="the only folder the server writes to (default: temporary)")
     serve.add_argument("--keys", type=Path, help="CURVE keys folder (steadytalk keys); required off loopback")
-    serve.add_argument("--device", help="renderer device: cpu, cuda or cuda:N (default: cuda when there is one)")
+    add_device_option(serve, " for the renderer")
     serve.add_argument("--max-frames", type=int, default=64, help="most frames in one render request")
     serve.add_argument(
         "--asr-model",

@@ -26,7 +26,9 @@ from ..lipsync.prosody import frame_energy_db, pitch_hz
 from ..performance.features import speech_timeline
 from ..performance.train import TrainingClip
 
-CACHE_VERSION = 1
+# Of the measures (v2: the 52-shape face model's rigid points) and phones; the landmarks have their own.
+CACHE_VERSION = 2
+LANDMARK_CACHE_VERSION = 1
 DEFAULT_CACHE = Path("build") / "face_tracks"
 
 
@@ -58,9 +60,36 @@ class VideoTrack:
         return VideoTrack(name, face, self.energy_db[a:b], self.f0[a:b], phones)
 
 
-def _cache_key(path: Path) -> str:
+def _cache_key(path: Path, version: int = CACHE_VERSION) -> str:
     stat = path.stat()
-    return hashlib.sha1(f"{CACHE_VERSION}:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    return hashlib.sha1(f"{version}:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+def tracked_landmarks(path: Path, cache: Path = DEFAULT_CACHE, log=print) -> list[np.ndarray | None]:
+    """mediapipe's (478, 3) pixel landmarks per frame of ``path`` (None: no face), cached on
+    their own: the slow part, which a change of the measures or the face model does not redo."""
+    cached = cache / "landmarks" / f"{path.stem}-{_cache_key(path, LANDMARK_CACHE_VERSION)}.npz"
+    if cached.exists():
+        with np.load(cached, allow_pickle=False) as data:
+            return [p.astype(np.float64) if f else None for p, f in zip(data["points"], data["found"], strict=True)]
+    info = probe(path)
+    log(f"tracking {path.name} ({info.duration:.0f} s, {info.width}x{info.height})")
+    points = []
+    with FaceLandmarker(LandmarkerConfig(max_faces=1)) as landmarker:
+        for rgb in read_frames(path):
+            faces = landmarker.detect(rgb)
+            points.append(faces[0] if faces and len(faces[0]) >= 478 else None)
+    found = np.array([p is not None for p in points])
+    stack = np.zeros((len(points), 478, 3), np.float32)
+    for index, p in enumerate(points):
+        if p is not None:
+            stack[index] = p[:478]
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_suffix(".partial")
+    with open(partial, "wb") as handle:
+        np.savez_compressed(handle, points=stack, found=found)
+    partial.replace(cached)
+    return points
 
 
 def track_video(path: Path, cache: Path = DEFAULT_CACHE, engine=None, log=print) -> VideoTrack:
@@ -75,12 +104,7 @@ def track_video(path: Path, cache: Path = DEFAULT_CACHE, engine=None, log=print)
             )
             return VideoTrack(path.stem, face, data["energy_db"], data["f0"], phones)
     info = probe(path)
-    log(f"tracking {path.name} ({info.duration:.0f} s, {info.width}x{info.height})")
-    points = []
-    with FaceLandmarker(LandmarkerConfig(max_faces=1)) as landmarker:
-        for rgb in read_frames(path):
-            faces = landmarker.detect(rgb)
-            points.append(faces[0] if faces else None)
+    points = tracked_landmarks(path, cache, log)
     face = measure(points, info.fps)
     samples = load_audio(path)
     energy = frame_energy_db(samples)

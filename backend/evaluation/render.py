@@ -192,6 +192,7 @@ def evaluate_render(
     work_dir: Path,
     out_dir: Path,
     log: Log = print,
+    device=None,
     extra_models: dict[str, Path] | None = None,
 ) -> dict:
     """``extra_models``: other trained models of this avatar (label -> model folder), rows beside
@@ -205,9 +206,9 @@ def evaluate_render(
         models[f"ablation: {label}"] = avatar / "ablations" / n
     models |= dict(extra_models or {})
     models = {name: path for name, path in models.items() if (path / "renderer.safetensors").exists()}
-    renderers = {name: AvatarRenderer(avatar, path) for name, path in models.items()}
+    renderers = {name: AvatarRenderer(avatar, path, device) for name, path in models.items()}
     if "full" not in renderers:
-        renderers["full"] = AvatarRenderer(avatar)  # raises the "train it first" message
+        renderers["full"] = AvatarRenderer(avatar, device=device)  # raises the "train it first" message
     size = renderers["full"].config.size
     out_dir.mkdir(parents=True, exist_ok=True)  # after the models load, before the long part
     variants = [("full", "full", True), ("without adaptive smoothing", "full", False)]

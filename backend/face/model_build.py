@@ -1,5 +1,5 @@
 """Build the canonical face model: mediapipe's 468-point face-mesh topology with a neutral
-shape, a clean triangulation, UVs, a small tongue, and the schema's 33 ARKit blendshapes.
+shape, a clean triangulation, UVs, a small tongue, and the schema's 52 ARKit blendshapes.
 
     steadytalk face-model build [--video ../shared/data/video/grid_s1_train_300s.mp4]
 
@@ -22,9 +22,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from steadytalk_shared.face_model import DEFAULT_PATH, FACE_MODEL_VERSION, FaceModel, Regions
-from steadytalk_shared.schema import (
-    V1_CHANNELS as CHANNELS,  # the face model has the v1 shapes (the upper face: phase B)
-)
+from steadytalk_shared.schema import CHANNELS  # all 52 ARKit shapes (schema v2)
 
 from .landmarks import (
     CHIN,
@@ -250,3 +248,29 @@ def build(video: Path, out: Path = DEFAULT_PATH, config: BuildConfig | None = No
     model.save(out)
     log(f"wrote {out}: {len(vertices)} vertices, {len(triangles)} triangles, {len(CHANNELS)} shapes")
     return model
+
+
+def rebuild_shapes(
+    model: FaceModel, out: Path = DEFAULT_PATH, config: BuildConfig | None = None, log=print
+) -> FaceModel:
+    """The blendshapes built again on ``model``'s own neutral, mesh and regions (no video): what a
+    change of the shapes needs, leaving the neutral, and so every avatar's identity, as it was."""
+    config = config or BuildConfig()
+    if json.loads(model.source or "{}").get("config"):
+        config = BuildConfig(**{**config.__dict__, **json.loads(model.source)["config"]})
+    vertices = model.vertices.astype(np.float64)
+    deltas = ShapeBuilder(vertices, model.mirror, model.regions.tongue, config).all_shapes(model.regions.eye_left)
+    rebuilt = FaceModel(
+        version=FACE_MODEL_VERSION,
+        vertices=model.vertices,
+        triangles=model.triangles,
+        uvs=model.uvs,
+        shape_names=CHANNELS,
+        deltas=deltas,
+        mirror=model.mirror,
+        regions=model.regions,
+        source=model.source,
+    )
+    rebuilt.save(out)
+    log(f"wrote {out}: {len(vertices)} vertices, {len(model.triangles)} triangles, {len(CHANNELS)} shapes")
+    return rebuilt

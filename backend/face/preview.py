@@ -14,9 +14,6 @@ import numpy as np
 import torch
 
 from steadytalk_shared.face_model import FaceModel
-from steadytalk_shared.schema import (
-    V1_CHANNELS as CHANNELS,  # the face model has the v1 shapes (the upper face: phase B)
-)
 
 from .shape_pass import rasterize
 
@@ -63,7 +60,28 @@ def shaded_view(model: FaceModel, vertices: np.ndarray, side: bool, size: int = 
     return image
 
 
-def write_sheets(model: FaceModel, out: Path) -> list[Path]:
+def displacement_view(model: FaceModel, delta: np.ndarray, size: int = 320) -> np.ndarray:
+    """The neutral face coloured by how far each vertex moves (black: still, yellow: the most),
+    so small shapes (a 2 mm lid, a brow) show where the shaded view barely does."""
+    import matplotlib
+
+    magnitude = np.linalg.norm(delta, axis=1)
+    colors = matplotlib.colormaps["inferno"](magnitude / max(float(magnitude.max()), 1e-9))[:, :3]
+    centre, scale = np.array([0.0, -0.035]), size / 0.24
+    v = model.vertices
+    screen = np.stack([(v[:, 0] - centre[0]) * scale + size / 2, (centre[1] - v[:, 1]) * scale + size / 2], 1)
+    points = torch.as_tensor(np.concatenate([screen, v[:, 2:3]], axis=1)[None], dtype=torch.float32)
+    _, mask, image = rasterize(
+        points, torch.as_tensor(model.triangles, dtype=torch.long), size, size, torch.as_tensor(colors)[None]
+    )
+    image, mask = image[0].numpy(), mask[0].numpy()
+    image[~mask] = 0.3
+    return image
+
+
+def write_sheets(model: FaceModel, out: Path, only: str | None = None) -> list[Path]:
+    """A PNG per shape (neutral, shape at 1 front, where it moves, neutral and shape from the
+    side) and ``overview.png``; ``only``: just the shapes whose name contains it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -73,16 +91,21 @@ def write_sheets(model: FaceModel, out: Path) -> list[Path]:
     neutral_front = shaded_view(model, model.vertices, side=False)
     neutral_side = shaded_view(model, model.vertices, side=True)
     written = []
-    fronts = []
-    for index, name in enumerate(CHANNELS):
+    fronts, names = [], []
+    for index, name in enumerate(model.shape_names):
+        if only and only.lower() not in name.lower():
+            continue
         shaped = model.vertices + model.deltas[index]
         front, side = shaded_view(model, shaped, False), shaded_view(model, shaped, True)
+        moved = displacement_view(model, model.deltas[index])
         fronts.append(front)
-        fig, axes = plt.subplots(1, 4, figsize=(12, 3.3))
+        names.append(name)
+        travel = 1000.0 * float(np.linalg.norm(model.deltas[index], axis=1).max())
+        fig, axes = plt.subplots(1, 5, figsize=(15, 3.3))
         for ax, image, title in zip(
             axes,
-            (neutral_front, front, neutral_side, side),
-            ("neutral", f"{name} = 1", "neutral", f"{name} = 1"),
+            (neutral_front, front, moved, neutral_side, side),
+            ("neutral", f"{name} = 1", f"moves (max {travel:.1f} mm)", "neutral", f"{name} = 1"),
             strict=True,
         ):
             ax.imshow(np.clip(image, 0, 1))
@@ -94,11 +117,11 @@ def write_sheets(model: FaceModel, out: Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
     columns = 7
-    rows = int(np.ceil(len(CHANNELS) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 2.2, rows * 2.4))
+    rows = max(1, int(np.ceil(len(names) / columns)))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 2.2, rows * 2.4), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, image, name in zip(axes.ravel(), fronts, CHANNELS, strict=False):
+    for ax, image, name in zip(axes.ravel(), fronts, names, strict=False):
         ax.imshow(np.clip(image, 0, 1))
         ax.set_title(name, fontsize=8)
     fig.tight_layout()

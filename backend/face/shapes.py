@@ -8,9 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from steadytalk_shared.schema import (
-    V1_CHANNELS as CHANNELS,  # the face model has the v1 shapes (the upper face: phase B)
-)
+from steadytalk_shared.schema import CHANNELS
 
 from .landmarks import (
     CHEEK_LEFT,
@@ -21,6 +19,7 @@ from .landmarks import (
     MOUTH_CORNER_LEFT,
     MOUTH_CORNER_RIGHT,
 )
+from .shapes_upper import UpperFaceShapes
 
 
 @dataclass(frozen=True)
@@ -248,6 +247,8 @@ class ShapeBuilder:
             "cheekSquintLeft": self.cheek_squint_left(),
             "eyeBlinkLeft": self.blink_left(upper_lid, lower_lid),
         }
+        upper_face = UpperFaceShapes(self.v, self.tongue, eye_left_loop)
+        one_sided |= upper_face.left_shapes()
         shapes = {
             "jawOpen": self.jaw_open(),
             "jawForward": self.jaw_forward(),
@@ -260,6 +261,7 @@ class ShapeBuilder:
             "mouthShrugUpper": self.shrug_upper(),
             "cheekPuff": self.cheek_puff(),
             "tongueOut": self.tongue_out(),
+            "browInnerUp": (inner := upper_face.brow_inner_up_half()) + self.mirrored(inner),
             **one_sided,
         }
         for name, field in one_sided.items():
@@ -267,6 +269,7 @@ class ShapeBuilder:
             shapes[twin] = self.mirrored(field)
         # symmetric shapes made exactly symmetric (fields built from symmetric geometry already are, up to rounding)
         for name in ("jawOpen", "jawForward", "mouthClose", "mouthFunnel", "mouthPucker", "mouthRollLower",
-                     "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "cheekPuff", "tongueOut"):  # fmt: skip
+                     "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "cheekPuff", "tongueOut",
+                     "browInnerUp"):  # fmt: skip
             shapes[name] = 0.5 * (shapes[name] + self.mirrored(shapes[name]))
         return np.stack([shapes[name] for name in CHANNELS]).astype(np.float32)

@@ -7,11 +7,10 @@ Y up, Z out of the face, metres), so head turns do not read as gaze or brow moti
 
 - eye closure: the eye aspect ratio (mean lid gap over eye width, Soukupova and Cech 2016),
   mapped to 0 (open, the clip's typical opening) .. 1 (shut, 15% of it).
-- gaze: the iris centre (mediapipe's refined landmarks) against the eye corners, as angles on
-  an eyeball of radius 0.42 eye widths (about 12 mm for a 29 mm eye); yaw > 0 to the
-  character's left, pitch > 0 down, as the head.
+- gaze: the iris centre (mediapipe's refined landmarks) against the eye corners
+  (``eyes.iris_gaze``, the same that fitting turns into the ``eyeLook*`` coefficients).
 - brows: height of the inner and outer brow above the eye corners, millimetres from the
-  clip's median.
+  clip's median (the landmarks themselves; fitting's brow coefficients follow the same points).
 - head: ``[yaw, pitch, roll]`` (``steadytalk_shared.head``), radians from the clip's median.
 """
 
@@ -24,17 +23,11 @@ import numpy as np
 from steadytalk_shared.face_model import FaceModel
 from steadytalk_shared.head import euler_from_matrix
 
+from .eyes import EYES, eye_aspects, iris_gaze
 from .fitting import Fitter, weighted_similarity
 from .landmarks import NUM_MESH_POINTS
 
-# Character's left eye (image right) and right eye of mediapipe's face mesh.
-EYES = {
-    "left": {"outer": 263, "inner": 362, "upper": (386, 385, 387), "lower": (374, 380, 373)},
-    "right": {"outer": 33, "inner": 133, "upper": (159, 158, 160), "lower": (145, 153, 144)},
-}
 BROWS = {"left": {"inner": (336, 296), "outer": (334, 293, 300)}, "right": {"inner": (107, 66), "outer": (105, 63, 70)}}
-IRIS_BLOCKS = (slice(468, 473), slice(473, 478))
-EYEBALL_RADIUS_WIDTHS = 0.42
 SHUT_RATIO = 0.15  # aspect ratio of a shut eye relative to the open one (the lashes still part)
 # Image axes (x right, y down, z away) in the face model's frame (X left, Y up, Z out).
 IMAGE_FROM_MODEL = np.diag([1.0, -1.0, -1.0])
@@ -100,21 +93,8 @@ def measure(points: list[np.ndarray | None], fps: float, model: FaceModel | None
 
 
 def _frame_measures(p: np.ndarray, head_rotation: np.ndarray) -> list[float]:
-    aspect, yaw, pitch = [], [], []
-    irises = [p[block].mean(axis=0) for block in IRIS_BLOCKS]
-    for side in ("left", "right"):
-        eye = EYES[side]
-        outer, inner = p[eye["outer"]], p[eye["inner"]]
-        width = np.linalg.norm(outer - inner)
-        gaps = np.linalg.norm(p[list(eye["upper"])] - p[list(eye["lower"])], axis=1)
-        aspect.append(float(gaps.mean() / width))
-        centre = 0.5 * (outer + inner)
-        iris = min(irises, key=lambda c: np.linalg.norm(c - centre))  # mediapipe's iris order varies by version
-        offset = (iris - centre) / (EYEBALL_RADIUS_WIDTHS * width)
-        yaw.append(float(np.arcsin(np.clip(offset[0], -1.0, 1.0))))
-        pitch.append(float(np.arcsin(np.clip(-offset[1], -1.0, 1.0))))
     corners_y = np.mean([p[EYES[s][k]][1] for s in EYES for k in ("outer", "inner")])
     inner = np.mean([p[list(BROWS[s]["inner"])][:, 1].mean() for s in BROWS]) - corners_y
     outer = np.mean([p[list(BROWS[s]["outer"])][:, 1].mean() for s in BROWS]) - corners_y
     head = euler_from_matrix(head_rotation)
-    return [*aspect, float(np.mean(yaw)), float(np.mean(pitch)), 1000.0 * inner, 1000.0 * outer, *head]
+    return [*eye_aspects(p), *iris_gaze(p), 1000.0 * inner, 1000.0 * outer, *head]

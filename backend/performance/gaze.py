@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from steadytalk_shared.head import EYE_LOOK_FULL_PITCH, EYE_LOOK_FULL_YAW
+from steadytalk_shared.upper_face import look_channels  # noqa: F401  (the gaze's channels: one place)
 
 from .features import SpeechTimeline
 
@@ -64,26 +64,6 @@ class GazeModel:
         for key in ("speech_spread", "pause_spread", "pause_offset"):
             data[key] = tuple(data[key])
         return cls(**data)
-
-
-def look_channels(gaze: np.ndarray) -> dict[str, np.ndarray]:
-    """ARKit eyeLook* curves for (T, 2) gaze: looking to the character's left is the left eye
-    looking out and the right eye looking in."""
-    yaw, pitch = gaze[:, 0], gaze[:, 1]
-    left = np.clip(yaw / EYE_LOOK_FULL_YAW, 0.0, 1.0)
-    right = np.clip(-yaw / EYE_LOOK_FULL_YAW, 0.0, 1.0)
-    down = np.clip(pitch / EYE_LOOK_FULL_PITCH, 0.0, 1.0)
-    up = np.clip(-pitch / EYE_LOOK_FULL_PITCH, 0.0, 1.0)
-    return {
-        "eyeLookOutLeft": left,
-        "eyeLookInRight": left,
-        "eyeLookInLeft": right,
-        "eyeLookOutRight": right,
-        "eyeLookDownLeft": down,
-        "eyeLookDownRight": down,
-        "eyeLookUpLeft": up,
-        "eyeLookUpRight": up,
-    }
 
 
 def fit_gaze(timelines: list[SpeechTimeline], gazes: list[np.ndarray], open_eyes: list[np.ndarray]) -> GazeModel:

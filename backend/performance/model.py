@@ -9,7 +9,7 @@ the others as they were, and the same seed gives the same face.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +17,13 @@ import numpy as np
 from steadytalk_shared.curves import Phone
 from steadytalk_shared.schema import CHANNEL_INDEX, NUM_CHANNELS
 from steadytalk_shared.smoothing import gaussian_smooth
+from steadytalk_shared.upper_face import brow_channels, look_channels
 
 from ..errors import SteadyTalkError
 from .blinks import BlinkModel
-from .brows import BrowModel, brow_channels
+from .brows import BrowModel
 from .features import SpeechTimeline, speech_timeline
-from .gaze import GazeModel, look_channels
+from .gaze import GazeModel
 from .head import HeadModel
 
 DEFAULT_PATH = Path(__file__).parent / "data" / "face_motion.json"
@@ -39,7 +40,7 @@ class FaceOptions:
     head_motion: float = 1.0  # scale of the head motion; 0: still
     expressiveness: float = 1.0  # scale of brows and gaze
     seed: int = DEFAULT_SEED
-    style: str | None = None  # a named style of the model (None: its default)
+    style: str | None = None  # a named style of the model (None: its default), or avatar:PATH
 
     def check(self) -> None:
         """ValueError with what to pass for values out of range."""
@@ -93,6 +94,10 @@ class Performer:
     def perform(self, timeline: SpeechTimeline, options: FaceOptions | None = None) -> FacePerformance:
         options = options or FaceOptions()
         style = options.style or self.default_style
+        if style.startswith("avatar:"):  # a person's own manner, learned from their video (``style``)
+            from .style import person_performer
+
+            return person_performer(style).perform(timeline, replace(options, style=None))
         if style not in self.heads:
             raise SteadyTalkError(f"Unknown style {style!r}.", f"Choose one of: {', '.join(self.heads)}.")
         streams = [np.random.default_rng(s) for s in np.random.SeedSequence(int(options.seed)).spawn(4)]

@@ -22,6 +22,7 @@ from steadytalk_shared import render_contract as rc
 from steadytalk_shared.face_model import FaceModel
 from steadytalk_shared.schema import V1_CHANNELS as CHANNELS  # the renderer's models are v1-wide
 
+from ..avatar.params import tracked_coefficients
 from ..avatar.video import read_frames
 from ..errors import SteadyTalkError
 from ..face.shape_pass import ShapePassRenderer
@@ -74,7 +75,7 @@ class AvatarFrames:
                 f"Choose one of those sizes, or prepare the avatar again with --size {size}.",
             )
         with np.load(_require(folder / "params.npz", "the tracked poses and coefficients")) as params:
-            coefficients = params["coefficients"].astype(np.float32)
+            coefficients = tracked_coefficients(params, CHANNELS)  # by name: v2 avatars store all 52
             scale, rotation, translation = params["scale"], params["rotation"], params["translation"]
         windows = np.load(_require(crop_dir / "crop.npy", "the crop windows"))
         total = len(coefficients) if max_frames is None else min(max_frames, len(coefficients))
@@ -90,7 +91,7 @@ class AvatarFrames:
             mouth = np.unpackbits(data["bits"][:total], axis=-1, count=size).astype(bool)
         with np.load(_require(folder / "features.npz", "the audio features")) as data:
             features = data["values"].astype(np.float32)
-        rig = FaceModel.load(_require(folder / "blender" / "rig.npz", "the person's face model"))
+        rig = FaceModel.load(_require(folder / "blender" / "rig.npz", "the person's face model")).with_shapes(CHANNELS)
         images = None
         if frames:
             images = np.empty((total, size, size, 3), dtype=np.uint8)

@@ -28,6 +28,7 @@ from torch import nn
 
 from steadytalk_shared.schema import V1_CHANNELS as CHANNELS  # the renderer's models are v1-wide
 
+from ..avatar.params import load_coefficients
 from .data import FEATURE_RATE, Normalizer
 from .network import save_module
 
@@ -165,8 +166,7 @@ def load_avatar_sequences(avatar: Path) -> tuple[np.ndarray, np.ndarray, np.ndar
     result = json.loads((avatar / "lipsync.json").read_text())
     with np.load(avatar / "features.npz") as data:
         features = data["values"].astype(np.float32)
-    with np.load(avatar / "params.npz") as data:
-        tracked = data["coefficients"].astype(np.float32)
+    tracked = load_coefficients(avatar, CHANNELS)  # by name: v2 avatars store all 52
     engine = np.asarray(result["raw"], dtype=np.float32).reshape(-1, len(result["channels"]))
     engine = engine[:, : len(CHANNELS)]  # the model's v1 columns (a v2 lipsync.json has 52)
     frames = min(len(engine), len(tracked))

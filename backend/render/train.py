@@ -31,6 +31,7 @@ from steadytalk_shared.smoothing import DEFAULT_WEIGHTS, RADIUS_PER_SIGMA
 from ..device import autocast, pick_device
 from ..errors import SteadyTalkError
 from ..lipsync.smoother import load_smoother, save_smoother, smooth_mouth
+from . import distributed
 from .augment import ErosionConfig
 from .data import AvatarFrames, Conditioner, Normalizer, audio_windows, to_tensor
 from .losses import discriminator_loss, renderer_losses
@@ -78,9 +79,12 @@ class RendererTrainer:
         log: Callable[[str], None] = print,
         frames: AvatarFrames | None = None,
         out: Path | None = None,
+        world: distributed.World | None = None,
     ) -> None:
         self.avatar = Path(avatar)
         self.preset = preset
+        self.world = world or distributed.World()  # several under torchrun: see distributed.py
+        distributed.check_batch(preset.windows_per_step, self.world)
         self.device = pick_device(device)
         self.progress = progress or (lambda *args: None)
         self.log = log
@@ -132,7 +136,14 @@ class RendererTrainer:
         self.opt_joint = torch.optim.Adam(
             [*self.net.parameters(), *self.smoother.parameters()], lr=preset.joint_lr, betas=(0.5, 0.999)
         )
-        self.generator = torch.Generator().manual_seed(preset.seed)
+        self.generator = torch.Generator().manual_seed(preset.seed)  # the data order: the same on every rank
+        self.augment_generator = self.generator
+        if self.world.distributed:
+            self.augment_generator = distributed.augmentation_generator(preset.seed, self.world, 0)
+        # What a training step calls: DDP wrappers sharing the modules' parameters under torchrun.
+        self.ddp_net, self.ddp_disc, self.ddp_smoother = (
+            distributed.wrap(module, self.world, self.device) for module in (self.net, self.disc, self.smoother)
+        )
         self.frames_gpu = None
         self.epoch = 0  # epochs finished, both stages counted
         self.step = 0
@@ -168,11 +179,11 @@ class RendererTrainer:
         r, t = self.smoother_radius, self.preset.window
         index = (starts[:, None] + torch.arange(-r, t + r)[None]).numpy()
         curves = torch.as_tensor(self.data.coefficients[index], device=self.device)  # (B, T + 2R, C)
-        sigma = self.smoother(curves)
+        sigma = self.ddp_smoother(curves)
         return smooth_mouth(curves, sigma, radius=r)[:, r : r + t].reshape(-1, curves.shape[-1])
 
     # ----- one step -----------------------------------------------------------------------
-    def _forward(self, batch: dict, coefficients: torch.Tensor, augment: bool):
+    def _forward(self, batch: dict, coefficients: torch.Tensor, augment: bool, net: torch.nn.Module | None = None):
         config = self.preset.renderer
         cond = self.conditioner(
             coefficients,
@@ -180,7 +191,7 @@ class RendererTrainer:
             batch["frames"],
             batch["mouth"],
             augment=augment,
-            generator=self.generator,
+            generator=self.augment_generator,
             retrieved=batch["retrieved"],
         )
         # The losses are taken where the network works: the whole crop at its work size, or
@@ -190,7 +201,8 @@ class RendererTrainer:
         mouth = cond.to_network(batch["mouth"][:, None].float())[:, 0]
         shape = cond.to_network(cond.shape)
         with autocast(self.device):
-            generated = self.net(cond.inputs, batch["audio"] if config.audio_fusion else None, self.preset.window)
+            audio = batch["audio"] if config.audio_fusion else None
+            generated = (net or self.net)(cond.inputs, audio, self.preset.window)
         generated = generated.float()
         scale = 1.0 if config.native else config.work_size / config.size
         alpha = feather_mask(erased, config.feather * scale)
@@ -202,13 +214,14 @@ class RendererTrainer:
         if adversarial:
             with autocast(self.device):
                 score = self.disc(output, shape).float()
-        return renderer_losses(output, target, alpha, mouth, self.preset.window, self.preset.losses, score)
+        denominator = distributed.denominator(self.world)
+        return renderer_losses(output, target, alpha, mouth, self.preset.window, self.preset.losses, score, denominator)
 
     def _discriminator_step(self, output, target, shape) -> None:
         with autocast(self.device):
             shape = shape.detach()
-            fake = self.disc(output.detach(), shape).float()
-            real = self.disc(target, shape).float()
+            # One forward for both (DDP syncs one forward per backward); GroupNorm keeps them apart.
+            fake, real = self.ddp_disc(torch.cat([output.detach(), target]), torch.cat([shape, shape])).float().chunk(2)
         loss = discriminator_loss(real, fake)
         self.opt_disc.zero_grad(set_to_none=True)
         loss.backward()
@@ -216,10 +229,11 @@ class RendererTrainer:
 
     def train_step(self, joint: bool) -> dict[str, float]:
         self.net.train()
-        starts = self._window_starts(self.preset.windows_per_step)
+        starts = distributed.shard(self._window_starts(self.preset.windows_per_step), self.world)
         batch = self._batch(starts)
         coefficients = self._smoothed(starts) if joint else batch["coefficients"]
-        output, target, alpha, mouth, shape = self._forward(batch, coefficients, self.preset.augmented_erosion)
+        augment = self.preset.augmented_erosion
+        output, target, alpha, mouth, shape = self._forward(batch, coefficients, augment, self.ddp_net)
         adversarial = self.preset.losses.adversarial > 0 and self.epoch >= self.preset.adversarial_from_epoch
         losses = self._losses(output, target, alpha, mouth, shape, adversarial)
         optimizer = self.opt_joint if joint else self.opt
@@ -229,7 +243,7 @@ class RendererTrainer:
         if adversarial:
             self._discriminator_step(output, target, shape)
         self.step += 1
-        return {k: float(v.detach()) for k, v in losses.items()}
+        return distributed.mean_values({k: float(v.detach()) for k, v in losses.items()}, self.world)
 
     @torch.no_grad()
     def validation_l1(self, windows: int = 4) -> float:
@@ -299,6 +313,8 @@ class RendererTrainer:
             _restore_optimizer(optimizer, tensors, name, state["optimizers"][name])
         self.generator.set_state(tensors["generator"])
         self.epoch, self.step, self.seconds = state["epoch"], state["step"], state["seconds"]
+        if self.world.distributed:
+            self.augment_generator = distributed.augmentation_generator(self.preset.seed, self.world, self.step)
         return True
 
     def export(self) -> None:
@@ -334,11 +350,15 @@ class RendererTrainer:
         append_row(self.out / "train_log.tsv", row | means)
 
     def run(self, restart: bool = False) -> dict:
-        self.out.mkdir(parents=True, exist_ok=True)
-        if restart:
+        """Trains to the end of the schedule. Under torchrun every rank runs this; rank 0 alone writes."""
+        main = self.world.is_main
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        if restart and main:
             for name in ("train_state.safetensors", "train_state.json", "train_log.tsv"):
                 (self.out / name).unlink(missing_ok=True)
-        elif self.load_state():
+        distributed.barrier(self.world)  # no rank reads a state rank 0 is clearing
+        if not restart and self.load_state():
             self.log(f"Resuming {self.preset.name} at epoch {self.epoch}/{self.total_epochs}.")
         steps = self.steps_per_epoch()
         total_steps = steps * self.total_epochs
@@ -356,10 +376,13 @@ class RendererTrainer:
             self.seconds += time.perf_counter() - start
             self.epoch += 1
             val = self.validation_l1()
-            self._log_row(stage, {k: v / steps for k, v in sums.items()}, val)
-            self.save_state()
-        self.export()
-        plot_losses(self.out / "train_log.tsv", self.out / "losses.png")
+            if main:
+                self._log_row(stage, {k: v / steps for k, v in sums.items()}, val)
+                self.save_state()
+        if main:
+            self.export()
+            plot_losses(self.out / "train_log.tsv", self.out / "losses.png")
+        distributed.barrier(self.world)  # the model is on disk before any rank goes on
         return {
             "epochs": self.epoch,
             "steps": self.step,

@@ -69,6 +69,27 @@ class AvatarHost(JobHost):
             names += [p.name for p in candidates if (p / "model" / "renderer.safetensors").exists()]
         return sorted(set(names))
 
+    def resolve_style(self, options):
+        """``options`` (``FaceOptions``) with an ``avatar:NAME`` style pointing at that avatar's
+        ``style.json`` (any prepared avatar of the server's folders, trained or not)."""
+        import dataclasses
+
+        style = options.style
+        if not style or not style.startswith("avatar:"):
+            return options
+        name = style.removeprefix("avatar:")
+        for root in map(Path, self.config.avatars):
+            for path in (root, root / name):
+                if path.name == name and (path / "style.json").is_file():
+                    return dataclasses.replace(options, style="avatar:" + str((path / "style.json").resolve()))
+        roots = list(map(Path, self.config.avatars))
+        known = sorted({p.name for r in roots for p in [r, *r.glob("*")] if (p / "style.json").is_file()})
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_AVATAR,
+            f"the backend has no avatar with a learned style named {name!r} (it has: {', '.join(known) or 'none'}). "
+            "Start it with 'steadytalk serve --avatars FOLDER' where FOLDER holds the prepared avatar.",
+        )
+
     def path(self, name: str) -> Path:
         if PLAIN_NAME.fullmatch(name) and ".." not in name:
             for root in map(Path, self.config.avatars):

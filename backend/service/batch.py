@@ -7,13 +7,17 @@ half written), so a rerun skips the jobs already done. A failing job is reported
 go on; ``OUT_DIR/batch_report.json`` lists every job's outcome.
 
 Locally the jobs run one after another on one device (the avatar is loaded once). With Ray
-(``--ray``), one actor per GPU of the cluster loads the avatar and takes jobs from a shared
-pool: the same command scales to several GPUs or machines.
+(``--ray``, the optional ``[scale]`` extra), one actor per GPU of the cluster loads the avatar and
+takes jobs from a shared pool: the same command scales to several GPUs or machines. Without an
+address a local Ray is started for the batch and stopped after it (one that is already running in
+this process is used as it is).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -24,6 +28,7 @@ from ..atomic import atomic_output
 from ..errors import SteadyTalkError
 
 Log = Callable[[str], None]
+Device = object  # a torch.device, a name for steadytalk_backend.device.pick_device, or None (the default)
 
 
 class BatchError(SteadyTalkError):
@@ -46,6 +51,11 @@ class JobOutcome:
     seconds: float = 0.0
     frames: int = 0
     error: str = ""
+    worker: str = ""  # host:pid of the process that rendered it (a Ray actor's with --ray)
+
+
+def _worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def read_list(path: Path, out_dir: Path) -> list[BatchJob]:
@@ -78,7 +88,7 @@ def read_list(path: Path, out_dir: Path) -> list[BatchJob]:
 class LocalRenderer:
     """Loads the avatar once; renders one job at a time. Also the body of a Ray actor."""
 
-    def __init__(self, avatar: str, device: str | None = None, full_frame: bool = True) -> None:
+    def __init__(self, avatar: str, device: Device = None, full_frame: bool = True) -> None:
         from ..render.inference import AvatarRenderer
         from ..render.pipeline import Reference, RenderConfig
 
@@ -95,22 +105,26 @@ class LocalRenderer:
                 self.renderer, self.reference, Path(job.audio), Path(job.out), job.transcript, self.config, progress
             )
         except SteadyTalkError as exc:
-            return JobOutcome(job.audio, job.out, "failed", time.monotonic() - start, error=str(exc))
+            return JobOutcome(job.audio, job.out, "failed", time.monotonic() - start, error=str(exc), worker=_worker())
         except Exception as exc:  # one bad file must not stop a night's batch; keep the trace
             trace = traceback.format_exc(limit=4)
-            return JobOutcome(job.audio, job.out, "failed", time.monotonic() - start, error=f"{exc!r}\n{trace}")
-        return JobOutcome(job.audio, job.out, "done", time.monotonic() - start, summary["frames"])
+            error = f"{exc!r}\n{trace}"
+            return JobOutcome(job.audio, job.out, "failed", time.monotonic() - start, error=error, worker=_worker())
+        return JobOutcome(job.audio, job.out, "done", time.monotonic() - start, summary["frames"], worker=_worker())
 
 
 def run_batch(
     avatar: Path,
     jobs: list[BatchJob],
     out_dir: Path,
-    device: str | None = None,
+    device: Device = None,
     full_frame: bool = True,
     ray_address: str | None = None,
     log: Log = print,
 ) -> list[JobOutcome]:
+    """Renders the jobs not done yet, here or on Ray (``ray_address``: "" for a local Ray)."""
+    if ray_address is not None:
+        _import_ray()  # before any work: a missing extra is one line, not a failed night
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     outcomes = [JobOutcome(j.audio, j.out, "skipped") for j in jobs if Path(j.out).exists()]
@@ -129,7 +143,7 @@ def run_batch(
     return outcomes
 
 
-def _run_local(avatar: Path, jobs: list[BatchJob], device: str | None, full_frame: bool) -> Iterator[JobOutcome]:
+def _run_local(avatar: Path, jobs: list[BatchJob], device: Device, full_frame: bool) -> Iterator[JobOutcome]:
     if not jobs:
         return
     worker = LocalRenderer(str(avatar), device, full_frame)
@@ -137,23 +151,39 @@ def _run_local(avatar: Path, jobs: list[BatchJob], device: str | None, full_fram
         yield worker.render(job)
 
 
-def _run_ray(
-    avatar: Path, jobs: list[BatchJob], device: str | None, full_frame: bool, address: str
-) -> Iterator[JobOutcome]:
-    """One actor per GPU (or one on the CPU when the cluster has none), fed from a pool."""
+def _import_ray():
     try:
         import ray
         from ray.util import ActorPool
     except ImportError:
         raise BatchError(
-            "--ray needs Ray installed in the backend's environment.",
-            "pip install 'ray[default]', or leave out --ray to render on this machine.",
+            "--ray needs Ray, the optional [scale] extra, which is not installed in the backend's environment.",
+            "Install it with pip install '.[scale]' in the Steady Talk folder, or leave out --ray to render here.",
         ) from None
+    return ray, ActorPool
+
+
+def _run_ray(
+    avatar: Path, jobs: list[BatchJob], device: Device, full_frame: bool, address: str
+) -> Iterator[JobOutcome]:
+    """One actor per GPU (or one on the CPU when the cluster has none), fed from a pool."""
+    ray, ActorPool = _import_ray()
     if not jobs:
         return
-    ray.init(address=address or None, ignore_reinit_error=True, log_to_driver=False)
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    actor = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1)(LocalRenderer)
-    workers = [actor.remote(str(avatar), device, full_frame) for _ in range(max(1, gpus))]
-    pool = ActorPool(workers)
-    yield from pool.map_unordered(lambda worker, job: worker.render.remote(job), jobs)
+    started_here = not ray.is_initialized()
+    if started_here:
+        local = {} if address else {"include_dashboard": False}
+        ray.init(address=address or None, log_to_driver=False, **local)
+    try:
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        actor = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1)(LocalRenderer)
+        workers = [actor.remote(str(avatar), device, full_frame) for _ in range(max(1, gpus))]
+        pool = ActorPool(workers)
+        try:
+            yield from pool.map_unordered(lambda worker, job: worker.render.remote(job), jobs)
+        except ray.exceptions.RayActorError as exc:  # the avatar or device failed on a worker
+            cause = str(exc.__cause__ or exc).strip().splitlines()
+            raise BatchError(f"A Ray worker could not start: {cause[-1] if cause else exc!r}") from None
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -44,18 +44,14 @@ class ServerConfig:
     preload: bool = False
 
 
-def device_info() -> dict:
+def device_info(device: str | None = None) -> dict:
+    """The renderer's device as ``ping`` reports it; a device this machine lacks stops the server
+    at start (``DeviceError``), not at the first render."""
     try:
-        import torch
-
-        cuda = torch.cuda.is_available()
-        return {
-            "device": "cuda" if cuda else "cpu",
-            "gpu": torch.cuda.get_device_name(0) if cuda else None,
-            "torch": torch.__version__,
-        }
+        from ..device import describe, pick_device
     except ImportError:  # the lip-sync path itself needs no torch
         return {"device": "cpu", "gpu": None, "torch": None}
+    return describe(pick_device(device))
 
 
 class ServerSetupError(SteadyTalkError):

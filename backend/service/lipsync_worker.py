@@ -98,11 +98,19 @@ class LipsyncProcess:
                 connection.close()
         self._proc = self._to_child = self._from_child = None
 
+    def _send(self, message: tuple) -> None:
+        """A message to the child; a child that died meanwhile (even halfway through a large
+        message) is not an error here: the loop in ``run`` sees it gone and says why."""
+        try:
+            self._to_child.send(message)
+        except OSError:
+            pass
+
     def run(self, params: dict, progress: Callable[[float, str], None], cancelled: Callable[[], bool]) -> LipsyncResult:
         """``LipsyncEngine.run(**params)`` in the child; raises what it raised (rebuilt here)."""
         self.start()
         assert self._to_child is not None and self._from_child is not None and self._proc is not None
-        self._to_child.send(("run", params))
+        self._send(("run", params))
         cancel_sent = None
         while True:
             try:
@@ -131,7 +139,7 @@ class LipsyncProcess:
                     "The backend is still running; try again, and report the audio that caused it.",
                 )
             if cancel_sent is None and cancelled():
-                self._to_child.send(("cancel",))
+                self._send(("cancel",))
                 cancel_sent = time.monotonic()
             if cancel_sent is not None and time.monotonic() - cancel_sent > self.limits.cancel_grace_seconds:
                 self.stop()  # stuck in native code: the only way out

@@ -67,6 +67,13 @@ def face_options(body: dict) -> FaceOptions:
     style = body.get("style")
     if style is not None and not isinstance(style, str):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "style must be a name or absent")
+    # avatar:NAME, the manner of an avatar the server knows (resolved by the server, never a path)
+    if style is not None and style.startswith("avatar:"):
+        name = style.removeprefix("avatar:")
+        if not PLAIN_NAME.fullmatch(name) or ".." in name:
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST, f"style {style!r}: avatar:NAME takes an avatar's name, not a path"
+            )
     options = FaceOptions(
         blink_rate=None if blink is None else number(body, "blink_rate"),
         head_motion=number(body, "head_motion", 1.0),

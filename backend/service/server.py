@@ -64,6 +64,7 @@ _ERROR_CODES = {
 class LipsyncServer:
     def __init__(self, config: ServerConfig | None = None, context: zmq.Context | None = None) -> None:
         self.config = config or ServerConfig()
+        device = device_info(self.config.device)  # before binding: a bad --device stops here
         self.context = context or zmq.Context.instance()
         self._authenticator = None
         self.router = self.context.socket(zmq.ROUTER)
@@ -112,7 +113,7 @@ class LipsyncServer:
             "platform": platform.platform(),
             "avatars": self.avatars.names(),
             "max_frames_per_request": self.config.max_frames_per_request,
-            **device_info(),
+            **device,
         }
 
     def _secure(self, config: ServerConfig) -> None:
@@ -221,7 +222,7 @@ class LipsyncServer:
             wire.RENDER_OPEN: self._submit(render_open_params, self.avatars.open_session),
             wire.RENDER_FRAMES: self._submit(self.avatars.frames_session, self.avatars.render_frames),
             wire.RENDER_AUDIO: self._submit(render_audio_params, self.avatars.render_audio),
-            wire.PORTRAIT: self._submit(portrait_params, self.portraits.portrait),
+            wire.PORTRAIT: self._submit(self._portrait_params, self.portraits.portrait),
             wire.PORTRAIT_RIG: self._submit(portrait_rig_params, self.portraits.rig),
         }.get(request.type)
         if handler is None:
@@ -331,12 +332,18 @@ class LipsyncServer:
                 self._cancelled.discard(request.id)
         self._post(identity, reply)
 
+    def _portrait_params(self, request: Message) -> dict:
+        params = portrait_params(request)
+        params["face_options"] = self.avatars.resolve_style(params["face_options"])
+        return params
+
     def _is_cancelled(self, request: Message) -> Callable[[], bool]:
         return lambda: request.id in self._cancelled or self._stop.is_set()
 
     def _run_lipsync(self, request: Message, params: dict, progress) -> Message:
         avatar_name = params.pop("avatar")
         params["source"] = params.pop("audio")
+        params["face"] = self.avatars.resolve_style(params["face"])  # style avatar:NAME -> its style.json
         result = self._lipsync_process().run(params, progress, self._is_cancelled(request))
         if avatar_name is not None:
             result = self._in_avatars_manner(avatar_name, result, request, progress)
