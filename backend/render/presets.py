@@ -48,52 +48,37 @@ class TrainPreset:
         return cls(**data)
 
 
+# Finishes on a 2-core CPU in minutes: half resolution inside the network, one minute of video.
+_TINY = TrainPreset(
+    "tiny",
+    RendererConfig(work_size=128, channels=(16, 32, 64, 96, 128), audio_hidden=64, temporal_heads=4),
+    epochs=8,
+    joint_epochs=2,
+    lr=4e-4,
+    joint_lr=1e-6,
+    windows_per_step=1,
+    max_seconds=60.0,
+)
+# Native resolution where it matters: the same network on a 128 x 192 mouth window at the
+# crop's own pixels (the lower face fits with the erosion margin); the eyes pass through
+# from the plate (they are not synthesized, so they are not blurred). A step costs 1.13x
+# tiny's on a CPU, so 7 + 2 epochs take tiny's 8 + 2 epochs' time (equal-budget comparison).
+_TINY_NATIVE = replace(
+    _TINY,
+    name="tiny-native",
+    renderer=replace(_TINY.renderer, work_size=256, native_window=(128, 192)),
+    epochs=7,
+    erase_eyes=False,
+)
+
 PRESETS: dict[str, TrainPreset] = {
-    # Finishes on a 2-core CPU in minutes: half resolution inside the network, one minute of video.
-    "tiny": TrainPreset(
-        "tiny",
-        RendererConfig(work_size=128, channels=(16, 32, 64, 96, 128), audio_hidden=64, temporal_heads=4),
-        epochs=8,
-        joint_epochs=2,
-        lr=4e-4,
-        joint_lr=1e-6,
-        windows_per_step=1,
-        max_seconds=60.0,
-    ),
-    # Native resolution where it matters: the same network on a 128 x 192 mouth window at the
-    # crop's own pixels (the lower face fits with the erosion margin); the eyes pass through
-    # from the plate (they are not synthesized, so they are not blurred). A step costs 1.13x
-    # tiny's on a CPU, so 7 + 2 epochs take tiny's 8 + 2 epochs' time (equal-budget comparison).
-    "tiny-native": TrainPreset(
-        "tiny-native",
-        RendererConfig(native_window=(128, 192), channels=(16, 32, 64, 96, 128), audio_hidden=64, temporal_heads=4),
-        epochs=7,
-        joint_epochs=2,
-        lr=4e-4,
-        joint_lr=1e-6,
-        windows_per_step=1,
-        max_seconds=60.0,
-        erase_eyes=False,
-    ),
+    "tiny": _TINY,
+    "tiny-native": _TINY_NATIVE,
     # The same with the person's own texture: 2 of the avatar's frames retrieved by mouth
     # expression and pose, warped into the frame, as input planes. A step costs 1.5x tiny's
     # (the warps), so 5 + 2 epochs: about tiny's time.
-    "tiny-retrieval": TrainPreset(
-        "tiny-retrieval",
-        RendererConfig(
-            native_window=(128, 192),
-            channels=(16, 32, 64, 96, 128),
-            audio_hidden=64,
-            temporal_heads=4,
-            retrieved=2,
-        ),
-        epochs=5,
-        joint_epochs=2,
-        lr=4e-4,
-        joint_lr=1e-6,
-        windows_per_step=1,
-        max_seconds=60.0,
-        erase_eyes=False,
+    "tiny-retrieval": replace(
+        _TINY_NATIVE, name="tiny-retrieval", renderer=replace(_TINY_NATIVE.renderer, retrieved=2), epochs=5
     ),
     # One GPU: StableFace's schedule at 256x256.
     "standard": TrainPreset("standard", RendererConfig()),
