@@ -45,9 +45,14 @@ def shaded_view(model: FaceModel, vertices: np.ndarray, side: bool, size: int = 
     light = LIGHT / np.linalg.norm(LIGHT)
     # two-sided lighting: the inside of the lips faces away from the camera
     shade = 0.25 + 0.75 * np.abs(normals @ light)
-    colors = albedo * shade[:, None]
+    return _orthographic(model, vertices, albedo * shade[:, None], size, background=0.12)
+
+
+def _orthographic(model: FaceModel, vertices: np.ndarray, colors: np.ndarray, size: int, background: float):
+    """The mesh seen along -Z with per-vertex colours (size, size, 3), 24 cm across, centred
+    a little below the nose so the whole head fits."""
     centre = np.array([0.0, -0.035])
-    scale = size / 0.24  # 24 cm fits the head
+    scale = size / 0.24
     screen = np.stack(
         [(vertices[:, 0] - centre[0]) * scale + size / 2, (centre[1] - vertices[:, 1]) * scale + size / 2], 1
     )
@@ -56,7 +61,7 @@ def shaded_view(model: FaceModel, vertices: np.ndarray, side: bool, size: int = 
         points, torch.as_tensor(model.triangles, dtype=torch.long), size, size, torch.as_tensor(colors)[None]
     )
     image, mask = image[0].numpy(), mask[0].numpy()
-    image[~mask] = 0.12
+    image[~mask] = background
     return image
 
 
@@ -67,16 +72,7 @@ def displacement_view(model: FaceModel, delta: np.ndarray, size: int = 320) -> n
 
     magnitude = np.linalg.norm(delta, axis=1)
     colors = matplotlib.colormaps["inferno"](magnitude / max(float(magnitude.max()), 1e-9))[:, :3]
-    centre, scale = np.array([0.0, -0.035]), size / 0.24
-    v = model.vertices
-    screen = np.stack([(v[:, 0] - centre[0]) * scale + size / 2, (centre[1] - v[:, 1]) * scale + size / 2], 1)
-    points = torch.as_tensor(np.concatenate([screen, v[:, 2:3]], axis=1)[None], dtype=torch.float32)
-    _, mask, image = rasterize(
-        points, torch.as_tensor(model.triangles, dtype=torch.long), size, size, torch.as_tensor(colors)[None]
-    )
-    image, mask = image[0].numpy(), mask[0].numpy()
-    image[~mask] = 0.3
-    return image
+    return _orthographic(model, model.vertices, colors, size, background=0.3)
 
 
 def write_sheets(model: FaceModel, out: Path, only: str | None = None) -> list[Path]:
