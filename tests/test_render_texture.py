@@ -1,7 +1,8 @@
 """The renderer with the person's own texture at native resolution (presets tiny-native and
 tiny-retrieval, scaled down): it trains and renders end to end on a real prepared GRID clip,
-the mouth window is pasted back without touching anything else, and the texture's causal
-choice gives the same frames whether rendered in one window, in windows or frame by frame."""
+the mouth window is pasted back without touching anything else, the texture's causal choice
+gives the same frames whether rendered in one window, in windows or frame by frame, and the
+copying head takes real pixels only where the warp is valid, colour-matched to the target."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import numpy as np
 import pytest
 from conftest import tiny_preset
 
-from steadytalk_backend.render.data import AvatarFrames
+import torch
+
+from steadytalk_backend.render.data import AvatarFrames, match_colour
 from steadytalk_backend.render.inference import AvatarRenderer
-from steadytalk_backend.render.network import RendererConfig
+from steadytalk_backend.render.network import RendererConfig, blend_texture
 from steadytalk_backend.render.presets import PRESETS
 from steadytalk_backend.render.train import RendererTrainer
 
@@ -32,6 +35,7 @@ def textured(grid_avatar, tmp_path_factory):
         temporal_heads=2,
         native_window=WINDOW,
         retrieved=2,
+        texture_copy=True,
     )
     out = tmp_path_factory.mktemp("textured") / "model"
     trainer = RendererTrainer(
@@ -100,8 +104,42 @@ def test_the_cpu_presets_are_registered_and_old_models_still_load():
     for name in ("tiny-native", "tiny-retrieval"):
         config = PRESETS[name].renderer
         assert config.native and config.network_size == (128, 192)
-    assert PRESETS["tiny-retrieval"].renderer.retrieved == 2
+    assert PRESETS["tiny-retrieval"].renderer.retrieved == 2 and PRESETS["tiny-retrieval"].renderer.texture_copy
     # A model JSON written before these fields existed rebuilds the old network.
     old = {k: v for k, v in PRESETS["tiny"].renderer.to_dict().items() if k not in ("retrieved", "native_window")}
     config = RendererConfig.from_dict(old)
-    assert config.retrieved == 0 and not config.native and config.input_planes == 8
+    assert config.retrieved == 0 and not config.native and config.input_planes == 8 and not config.texture_copy
+
+
+def test_the_copying_head_takes_a_warped_pixel_only_where_it_is_valid():
+    generator = torch.Generator().manual_seed(0)
+    colour = torch.rand(1, 3, 8, 8, generator=generator)
+    warped = torch.rand(1, 3, 8, 8, generator=generator)
+    weight = torch.zeros(1, 1, 8, 8)
+    weight[..., :4] = 1.0  # the left half valid, the right half not
+    texture = torch.cat([warped, weight, torch.zeros(1, 4, 8, 8)], dim=1)  # k = 2, the second all invalid
+    copy = torch.tensor([-30.0, 30.0, 30.0]).view(1, 3, 1, 1).expand(1, 3, 8, 8)  # wants the frames
+    out = blend_texture(colour, copy, texture)
+    assert torch.allclose(out[..., :4], warped[..., :4], atol=1e-4)
+    assert torch.allclose(out[..., 4:], colour[..., 4:], atol=1e-4)  # invalid: never copied, whatever the logits
+    # Even logits: a frame's share grows with its retrieval weight (a source fading in).
+    even = torch.zeros(1, 3, 8, 8)
+    half = blend_texture(colour, even, torch.cat([warped, weight * 0.5, torch.zeros(1, 4, 8, 8)], dim=1))
+    full = blend_texture(colour, even, texture)
+    share = lambda out: ((out - colour) / (warped - colour))[..., :4].median()  # noqa: E731
+    assert 0.3 < float(share(half)) < float(share(full)) < 0.55
+
+
+def test_colour_matching_removes_a_lighting_offset_measured_around_the_erased_region():
+    background = torch.full((1, 3, 64, 64), 0.5)
+    background[:, 0] = 0.6
+    erased = torch.zeros(1, 64, 64)
+    erased[:, 24:40, 24:40] = 1.0
+    valid = torch.ones(1, 64, 64)
+    valid[:, :, :8] = 0.0
+    warped = (background - torch.tensor([0.1, -0.05, 0.02]).view(1, 3, 1, 1)) * valid[:, None]
+    matched = match_colour(warped, valid, background, erased, band=8)
+    assert torch.allclose(matched[..., 8:], background[..., 8:], atol=1e-5)
+    assert matched[..., :8].abs().max() == 0  # invalid pixels stay empty
+    # No known pixels around the region: nothing to measure, the frame is left as it is.
+    assert torch.equal(match_colour(warped, valid * 0, background, erased, band=8), warped * 0)

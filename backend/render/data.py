@@ -211,6 +211,7 @@ class Conditioner:
         erosion: ErosionConfig | None = None,
         erase_eyes: bool = True,
         native_window: tuple[int, int] = (0, 0),
+        match_texture: bool = False,
     ) -> None:
         self.size, self.work_size, self.device = size, work_size, device
         self.native_window = tuple(native_window)
@@ -224,6 +225,9 @@ class Conditioner:
         ]
         self.margin = self.erosion.radius_for(size)  # the erased region always covers the mouth by this much
         self.warper = FaceWarper(self.shape_pass)
+        # Renderers that copy the retrieved texture get it colour-matched (``match_colour``).
+        self.match_texture = match_texture
+        self.colour_band = max(4, size // 16)  # 16 px at 256
 
     def screen(self, coefficients: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
         """(N, 33), (N, 4, 4) -> (N, V, 3) pixels (column, row, nearness); differentiable."""
@@ -288,7 +292,8 @@ class Conditioner:
         eroded = background * (1 - erased[:, None])
         planes = [eroded, erased[:, None], colour, attention[:, None]]
         if retrieved is not None:
-            planes += self.texture_planes(screen.detach(), retrieved)
+            match = background if self.match_texture else None
+            planes += self.texture_planes(screen.detach(), retrieved, match, erased.detach())
         planes = torch.cat(planes, dim=1)
         if self.native_window[0] > 0:
             cond = Conditioning(planes, background, erased, colour, mouth_windows(mouth, self.native_window))
@@ -298,13 +303,40 @@ class Conditioner:
         cond.inputs = cond.to_network(planes)
         return cond
 
-    def texture_planes(self, screen: torch.Tensor, retrieved: RetrievedBatch) -> list[torch.Tensor]:
-        """Each retrieved frame warped into the target (N, V, 3) mesh: RGB and validity x weight."""
+    def texture_planes(
+        self,
+        screen: torch.Tensor,
+        retrieved: RetrievedBatch,
+        background: torch.Tensor | None = None,
+        erased: torch.Tensor | None = None,
+    ) -> list[torch.Tensor]:
+        """Each retrieved frame warped into the target (N, V, 3) mesh: RGB and validity x weight.
+        With ``background`` (N, 3, S, S) and ``erased`` (N, S, S), each warped frame's colour is
+        matched to the target's where both are known (``match_colour``)."""
         planes = []
+        targets = self.warper.target_pass(screen)  # drawn once for all slots
         for slot in range(retrieved.frames.shape[1]):
-            warped = self.warper(screen, retrieved.screens[:, slot], retrieved.frames[:, slot])
-            planes += [warped.frames, (warped.valid * retrieved.weights[:, slot, None, None])[:, None]]
+            warped = self.warper(screen, retrieved.screens[:, slot], retrieved.frames[:, slot], targets)
+            frames = warped.frames
+            if background is not None:
+                frames = match_colour(frames, warped.valid, background, erased, self.colour_band)
+            planes += [frames, (warped.valid * retrieved.weights[:, slot, None, None])[:, None]]
         return planes
+
+
+def match_colour(
+    warped: torch.Tensor, valid: torch.Tensor, background: torch.Tensor, erased: torch.Tensor, band: int
+) -> torch.Tensor:
+    """Shift each warped frame's colour (N, 3, S, S) by its mean difference to the target frame
+    over the band of ``band`` px around the erased region, where the target is known and the warp
+    valid: another moment of the video is lit a little differently (head turned, light moved),
+    and a copied mouth must not sit on the face like a sticker. Pixels not valid stay 0."""
+    near = F.max_pool2d(erased[:, None], 2 * band + 1, stride=1, padding=band)[:, 0] > 0
+    ring = (near & (erased < 0.5) & (valid > 0.5)).to(warped.dtype)[:, None]
+    count = ring.sum((2, 3))
+    offset = ((background - warped) * ring).sum((2, 3)) / count.clamp_min(1.0)
+    offset = torch.where(count > 16, offset, torch.zeros_like(offset))  # too few pixels: leave it
+    return ((warped + offset[:, :, None, None]).clamp(0, 1)) * valid[:, None]
 
 
 def to_tensor(frames: np.ndarray, device: torch.device) -> torch.Tensor:

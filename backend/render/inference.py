@@ -27,7 +27,7 @@ from steadytalk_shared.smoothing import AdaptiveSmoother
 
 from ..device import autocast, pick_device
 from .data import AvatarFrames, Conditioner, Conditioning, Normalizer, audio_windows, to_tensor, to_uint8
-from .network import NeuralRenderer, composite, feather_mask, load_renderer
+from .network import IMAGE_INPUTS, NeuralRenderer, composite, feather_mask, load_renderer
 from .presets import MODEL_DIR
 from .retrieval import RetrievalConfig, RetrievalState
 from .s2a_person import S2AModel
@@ -54,6 +54,7 @@ class _Encoded:
     background: torch.Tensor  # (1, 3, S, S)
     alpha: torch.Tensor  # (1, S, S)
     offset: torch.Tensor | None = None  # (2,) the mouth window's top-left at native resolution
+    texture: torch.Tensor | None = None  # (1, 4k, h, w) retrieved planes a copying renderer blends in
 
 
 class AvatarRenderer:
@@ -124,8 +125,15 @@ class AvatarRenderer:
             skips = self.net.encode(cond.inputs, audio if self.config.audio_fusion else None)
         alpha = feather_mask(cond.erased, self.config.feather)
         offsets = cond.offsets if cond.offsets is not None else [None] * len(batch)
+        texture = cond.inputs[:, IMAGE_INPUTS:] if self.net.copies else None
         return [
-            _Encoded([s[i : i + 1] for s in skips], background[i : i + 1], alpha[i : i + 1], offsets[i])
+            _Encoded(
+                [s[i : i + 1] for s in skips],
+                background[i : i + 1],
+                alpha[i : i + 1],
+                offsets[i],
+                None if texture is None else texture[i : i + 1],
+            )
             for i in range(len(batch))
         ]
 
@@ -148,7 +156,8 @@ class AvatarRenderer:
             mixed = self.net.mix(bottleneck, len(encoded))[first : first + count]
             chosen = encoded[first : first + count]
             skips = [torch.cat([e.skips[level] for e in chosen]) for level in range(len(chosen[0].skips) - 1)]
-            generated = self.net.decode([*skips, mixed]).float()
+            texture = None if chosen[0].texture is None else torch.cat([e.texture for e in chosen])
+            generated = self.net.decode([*skips, mixed], texture).float()
         background = torch.cat([e.background for e in chosen])
         alpha = torch.cat([e.alpha for e in chosen])
         offsets = None if chosen[0].offset is None else torch.stack([e.offset for e in chosen])
@@ -225,7 +234,13 @@ class AvatarRenderer:
     def _conditioner(self, rig, erase_eyes: bool) -> Conditioner:
         config = self.config
         return Conditioner(
-            rig, config.size, config.work_size, self.device, erase_eyes=erase_eyes, native_window=config.native_window
+            rig,
+            config.size,
+            config.work_size,
+            self.device,
+            erase_eyes=erase_eyes,
+            native_window=config.native_window,
+            match_texture=config.texture_copy,
         )
 
     def frame_inputs(

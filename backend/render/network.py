@@ -63,6 +63,11 @@ class RendererConfig:
     # of that many pixels at the crop's own resolution (``work_size`` unused) while the rest
     # passes through. (0, 0): the whole crop at ``work_size``.
     native_window: tuple[int, int] = (0, 0)
+    # Copy the retrieved pixels instead of redrawing them: the head predicts, per pixel, a
+    # softmax over its own colour and each warped frame (``blend_texture``), so real teeth and
+    # lip texture reach the output untouched; the warped frames are first colour-matched to the
+    # target's lighting (``Conditioner.texture_planes``). False: they are only input planes.
+    texture_copy: bool = False
 
     @classmethod
     def from_dict(cls, data: dict) -> RendererConfig:
@@ -190,7 +195,11 @@ class NeuralRenderer(nn.Module):
             else None
         )
         self.up = nn.ModuleList(ConvBlock(ch[i + 1] + ch[i], ch[i], groups) for i in reversed(range(len(ch) - 1)))
-        self.head = nn.Sequential(nn.Conv2d(ch[0], 12, 3, padding=1), nn.PixelShuffle(2))
+        # Per output pixel: RGB, and with ``texture_copy`` one blend logit for that RGB and one
+        # per retrieved frame.
+        self.copies = config.retrieved if config.texture_copy else 0
+        outputs = 3 + (1 + self.copies if self.copies else 0)
+        self.head = nn.Sequential(nn.Conv2d(ch[0], 4 * outputs, 3, padding=1), nn.PixelShuffle(2))
 
     # The three stages are public so that windowed inference can run the per-frame parts once
     # per frame and only the temporal module over overlapping windows.
@@ -213,20 +222,41 @@ class NeuralRenderer(nn.Module):
             tokens = block(tokens)
         return tokens.view(n // frames, h * w, frames, c).permute(0, 2, 3, 1).reshape(n, c, h, w)
 
-    def decode(self, skips: list[torch.Tensor]) -> torch.Tensor:
+    def decode(self, skips: list[torch.Tensor], texture: torch.Tensor | None = None) -> torch.Tensor:
+        """Skips -> RGB in [0, 1]; ``texture`` (N, 4k, S, S): the input's retrieved planes, which
+        a ``texture_copy`` renderer blends into its output."""
         x = skips[-1]
         for up, skip in zip(self.up, reversed(skips[:-1]), strict=True):
             x = up(torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skip], dim=1))
-        return torch.sigmoid(self.head(x))
+        out = self.head(x)
+        if not self.copies:
+            return torch.sigmoid(out)
+        if texture is None:
+            raise ValueError("this renderer copies retrieved texture: decode needs the texture planes")
+        return blend_texture(torch.sigmoid(out[:, :3]), out[:, 3:], texture.to(out.dtype))
 
     def forward(self, inputs: torch.Tensor, audio: torch.Tensor | None, frames: int) -> torch.Tensor:
         """(B * frames, planes, S, S) -> (B * frames, 3, S, S) RGB in [0, 1] at ``network_size``."""
         skips = self.encode(inputs, audio)
         skips[-1] = self.mix(skips[-1], frames)
-        return self.decode(skips)
+        return self.decode(skips, inputs[:, IMAGE_INPUTS:] if self.copies else None)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def blend_texture(colour: torch.Tensor, logits: torch.Tensor, texture: torch.Tensor) -> torch.Tensor:
+    """Per pixel, a softmax mix of the network's ``colour`` (N, 3, H, W) and the k warped frames
+    of ``texture`` (N, 4k, H, W: RGB and validity x retrieval weight per frame), by ``logits``
+    (N, 1 + k, H, W). A frame's logit is offset by the log of its validity x weight: an invalid
+    pixel (weight 0) is never copied, whatever the logits, and a source fading in after a retrieval jump (its
+    weight ramping up) gains its share gradually instead of popping."""
+    k = texture.shape[1] // 4
+    frames = texture.view(len(texture), k, 4, *texture.shape[-2:])
+    weight = frames[:, :, 3]  # (N, k, H, W)
+    copies = torch.where(weight > 0, logits[:, 1:] + torch.log(weight.clamp_min(1e-6)), float("-inf"))
+    weights = torch.softmax(torch.cat([logits[:, :1], copies], dim=1), dim=1)
+    return weights[:, :1] * colour + (weights[:, 1:, None] * frames[:, :, :3]).sum(1)
 
 
 def feather_mask(erased: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -75,10 +75,14 @@ PRESETS: dict[str, TrainPreset] = {
     "tiny": _TINY,
     "tiny-native": _TINY_NATIVE,
     # The same with the person's own texture: 2 of the avatar's frames retrieved by mouth
-    # expression and pose, warped into the frame, as input planes. A step costs 1.5x tiny's
-    # (the warps), so 5 + 2 epochs: about tiny's time.
+    # expression and pose, warped into the frame and colour-matched, which the network copies
+    # per pixel or redraws (``texture_copy``). A step costs 1.5x tiny's (the warps), so 5 + 2
+    # epochs: about tiny's time.
     "tiny-retrieval": replace(
-        _TINY_NATIVE, name="tiny-retrieval", renderer=replace(_TINY_NATIVE.renderer, retrieved=2), epochs=5
+        _TINY_NATIVE,
+        name="tiny-retrieval",
+        renderer=replace(_TINY_NATIVE.renderer, retrieved=2, texture_copy=True),
+        epochs=5,
     ),
     # One GPU: StableFace's schedule at 256x256.
     "standard": TrainPreset("standard", RendererConfig()),

@@ -117,6 +117,7 @@ class RendererTrainer:
             ErosionConfig(),
             erase_eyes=preset.erase_eyes,
             native_window=config.native_window,
+            match_texture=config.texture_copy,
         )
         self.texture, self.retrieval = None, None
         if config.retrieved:

@@ -63,9 +63,17 @@ class FaceWarper:
         flow = torch.where(face[..., None], on_face, in_mouth)
         return flow, face, mouth
 
-    def __call__(self, target: torch.Tensor, source: torch.Tensor, frames: torch.Tensor) -> Warped:
+    def target_pass(self, target: torch.Tensor) -> torch.Tensor:
+        """(N, V, 3) target vertices -> (N, 3, H, W) their canonical coordinates per pixel: what
+        every warp into these targets compares against, so several slots draw it once."""
+        tgt = self.shape_pass.render(target, torch.zeros(len(target), device=target.device))
+        return tgt.linear.permute(0, 3, 1, 2)
+
+    def __call__(
+        self, target: torch.Tensor, source: torch.Tensor, frames: torch.Tensor, target_pass: torch.Tensor | None = None
+    ) -> Warped:
         """Warp ``frames`` (N, 3, H, W) in [0, 1], shown with the source vertices, into the target
-        vertices' pose and expression."""
+        vertices' pose and expression (``target_pass``: ``self.target_pass(target)`` if drawn)."""
         flow, face, mouth = self.flow(target, source)
         # Pixel centres are at +0.5 in screen space: normalized coordinates for grid_sample.
         scale = torch.tensor([2.0 / self.width, 2.0 / self.height], device=flow.device, dtype=flow.dtype)
@@ -73,10 +81,11 @@ class FaceWarper:
         warped = F.grid_sample(frames, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         # What the source shows at the mapped place: its own canonical coordinates and opening.
         src = self.shape_pass.render(source, torch.zeros(len(source), device=source.device))
-        tgt = self.shape_pass.render(target, torch.zeros(len(target), device=target.device))
+        if target_pass is None:
+            target_pass = self.target_pass(target)
         src_planes = torch.cat([src.linear, (src.mouth & ~src.mask)[..., None].float()], dim=-1).permute(0, 3, 1, 2)
         seen = F.grid_sample(src_planes, grid, mode="nearest", padding_mode="zeros", align_corners=False)
-        agree = (seen[:, :3] - tgt.linear.permute(0, 3, 1, 2)).abs().amax(1) <= MATCH_TOLERANCE
+        agree = (seen[:, :3] - target_pass).abs().amax(1) <= MATCH_TOLERANCE
         inside = (grid.abs() <= 1).all(-1)
         valid = ((face & agree) | (mouth & (seen[:, 3] > 0.5))) & inside
         warped = warped * valid[:, None]
