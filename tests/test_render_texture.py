@@ -10,9 +10,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import tiny_preset
-
 import torch
+from conftest import tiny_preset
 
 from steadytalk_backend.render.data import AvatarFrames, match_colour
 from steadytalk_backend.render.inference import AvatarRenderer
