@@ -55,7 +55,7 @@ def test_a_frame_warped_onto_its_own_pose_is_itself(model, warper, frame):
         valid = warped.valid[0].bool()
         assert valid.sum() > 0.2 * SIZE * SIZE  # the face covers much of the crop
         if jaw > 0:
-            _, _, mouth = warper.flow(screen, screen)
+            _, _, mouth, _ = warper.flows(screen, screen[:, None])
             assert (mouth[0] & valid).sum() > 50  # the open mouth is warped too
         got = warped.frames[0].permute(1, 2, 0).numpy()[valid.numpy()]
         # Rounded to 8 bits it is the frame itself (float32 rasterization: under 0.01 px).
@@ -98,7 +98,8 @@ def test_a_known_pose_change_is_reproduced_within_a_pixel(model, warper, frame):
 
     # A head turn (yaw): every vertex visible in both frames lands on its own source position.
     turned = _screen(model, Rotation.from_euler("y", 12, degrees=True).as_matrix(), (128, 124))
-    flow, face, _ = warper.flow(turned, source)
+    flow, face, _, _ = warper.flows(turned, source[:, None])
+    flow = flow[:, 0]
     points = turned[0, :, :2].numpy()
     cols, rows = np.floor(points).astype(int).T
     inside = (cols >= 0) & (cols < SIZE) & (rows >= 0) & (rows < SIZE)
@@ -112,3 +113,21 @@ def test_a_known_pose_change_is_reproduced_within_a_pixel(model, warper, frame):
     distance = np.linalg.norm(sampled[covered] - source[0, covered, :2].numpy(), axis=-1)
     assert covered.sum() > 300
     assert np.median(distance) < 0.5 and np.quantile(distance, 0.9) < 1.0, np.quantile(distance, [0.5, 0.9])
+
+
+def test_slots_warped_together_are_each_warped_alone(model, warper, frame):
+    """The target is rasterized once for all slots; each slot still gets exactly its own warp."""
+    target = _screen(model, Rotation.from_euler("y", 5, degrees=True).as_matrix(), (128, 122), 0.4)
+    sources = [
+        _screen(model, np.eye(3), (126, 124), 0.1),
+        _screen(model, Rotation.from_euler("x", 6, degrees=True).as_matrix(), (130, 120), 0.6),
+    ]
+    image = to_tensor(frame[None], torch.device("cpu"))
+    both = warper.warp_slots(
+        target, torch.stack([s[0] for s in sources])[None], torch.stack([image[0], image[0].flip(-1)])[None]
+    )
+    for slot, (source, img) in enumerate(zip(sources, (image, image.flip(-1)), strict=True)):
+        alone = warper(target, source, img)
+        assert torch.equal(both.valid[:, slot], alone.valid)
+        assert torch.allclose(both.frames[:, slot], alone.frames, atol=1e-6)
+    assert not torch.equal(both.valid[:, 0], both.valid[:, 1])  # the slots do differ

@@ -314,13 +314,12 @@ class Conditioner:
         With ``background`` (N, 3, S, S) and ``erased`` (N, S, S), each warped frame's colour is
         matched to the target's where both are known (``match_colour``)."""
         planes = []
-        targets = self.warper.target_pass(screen)  # drawn once for all slots
+        warped = self.warper.warp_slots(screen, retrieved.screens, retrieved.frames)
         for slot in range(retrieved.frames.shape[1]):
-            warped = self.warper(screen, retrieved.screens[:, slot], retrieved.frames[:, slot], targets)
-            frames = warped.frames
+            frames, valid = warped.frames[:, slot], warped.valid[:, slot]
             if background is not None:
-                frames = match_colour(frames, warped.valid, background, erased, self.colour_band)
-            planes += [frames, (warped.valid * retrieved.weights[:, slot, None, None])[:, None]]
+                frames = match_colour(frames, valid, background, erased, self.colour_band)
+            planes += [frames, (valid * retrieved.weights[:, slot, None, None])[:, None]]
         return planes
 
 

@@ -48,45 +48,53 @@ class FaceWarper:
         self.height, self.width = shape_pass.height, shape_pass.width
 
     def _with_centre(self, screen: torch.Tensor) -> torch.Tensor:
-        """Append the inner-lip loop's centre, the mouth cap's extra vertex."""
-        return torch.cat([screen, screen[:, self.shape_pass.mouth_loop].mean(1, keepdim=True)], dim=1)
+        """Append the inner-lip loop's centre, the mouth cap's extra vertex (on the vertex axis, -2)."""
+        return torch.cat([screen, screen[..., self.shape_pass.mouth_loop, :].mean(-2, keepdim=True)], dim=-2)
 
-    def flow(self, target: torch.Tensor, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """target, source: (N, V, 3) screen vertices (column, row, nearness) -> per target pixel
-        the source position (N, H, W, 2), which pixels are face (N, H, W) and which the open
-        mouth (N, H, W)."""
+    def flows(self, target: torch.Tensor, sources: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """target (N, V, 3), sources (N, k, V, 3) screen vertices (column, row, nearness) -> per
+        target pixel each source's position (N, k, H, W, 2), which pixels are face (N, H, W), which
+        the open mouth (N, H, W), and the target's canonical coordinates (N, 3, H, W).
+
+        The target is rasterized once for all k sources: its coverage and barycentrics are the
+        same whatever it carries, so the sources' positions and the canonical colours ride along
+        as attributes of one pass (and one of the mouth cap)."""
         sp, h, w = self.shape_pass, self.height, self.width
-        _, face, on_face = rasterize(target, sp.triangles, h, w, source[..., :2])
-        target_c, source_c = self._with_centre(target), self._with_centre(source)
-        _, opening, in_mouth = rasterize(target_c, sp.mouth_cap, h, w, source_c[..., :2])
+        n, k = sources.shape[:2]
+        carried = sources[..., :2].permute(0, 2, 1, 3).reshape(n, -1, 2 * k)  # (N, V, 2k)
+        attributes = torch.cat([sp.colors.expand(n, -1, -1).to(carried.dtype), carried], dim=-1)
+        _, face, values = rasterize(target, sp.triangles, h, w, attributes)
+        centres = self._with_centre(sources[..., :2]).permute(0, 2, 1, 3).reshape(n, -1, 2 * k)
+        _, opening, in_mouth = rasterize(self._with_centre(target), sp.mouth_cap, h, w, centres)
         mouth = opening & ~face
-        flow = torch.where(face[..., None], on_face, in_mouth)
-        return flow, face, mouth
+        on_face = values[..., 3:].view(n, h, w, k, 2)
+        flow = torch.where(face[..., None, None], on_face, in_mouth.view(n, h, w, k, 2)).permute(0, 3, 1, 2, 4)
+        return flow, face, mouth, values[..., :3].permute(0, 3, 1, 2)
 
-    def target_pass(self, target: torch.Tensor) -> torch.Tensor:
-        """(N, V, 3) target vertices -> (N, 3, H, W) their canonical coordinates per pixel: what
-        every warp into these targets compares against, so several slots draw it once."""
-        tgt = self.shape_pass.render(target, torch.zeros(len(target), device=target.device))
-        return tgt.linear.permute(0, 3, 1, 2)
-
-    def __call__(
-        self, target: torch.Tensor, source: torch.Tensor, frames: torch.Tensor, target_pass: torch.Tensor | None = None
-    ) -> Warped:
-        """Warp ``frames`` (N, 3, H, W) in [0, 1], shown with the source vertices, into the target
-        vertices' pose and expression (``target_pass``: ``self.target_pass(target)`` if drawn)."""
-        flow, face, mouth = self.flow(target, source)
+    def warp_slots(self, target: torch.Tensor, sources: torch.Tensor, frames: torch.Tensor) -> Warped:
+        """Warp k source frames per target at once: ``frames`` (N, k, 3, H, W) in [0, 1], shown
+        with ``sources`` (N, k, V, 3), into the ``target`` (N, V, 3) pose and expression. The
+        result's tensors have the slots on axis 1: frames (N, k, 3, H, W), valid (N, k, H, W)."""
+        n, k = sources.shape[:2]
+        flow, face, mouth, target_pass = self.flows(target, sources)
+        flat = flow.reshape(n * k, self.height, self.width, 2)
         # Pixel centres are at +0.5 in screen space: normalized coordinates for grid_sample.
         scale = torch.tensor([2.0 / self.width, 2.0 / self.height], device=flow.device, dtype=flow.dtype)
-        grid = flow * scale - 1.0
-        warped = F.grid_sample(frames, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        # What the source shows at the mapped place: its own canonical coordinates and opening.
-        src = self.shape_pass.render(source, torch.zeros(len(source), device=source.device))
-        if target_pass is None:
-            target_pass = self.target_pass(target)
+        grid = flat * scale - 1.0
+        warped = F.grid_sample(frames.flatten(0, 1), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        # What each source shows at the mapped place: its own canonical coordinates and opening.
+        src = self.shape_pass.render(sources.flatten(0, 1), torch.zeros(n * k, device=sources.device))
         src_planes = torch.cat([src.linear, (src.mouth & ~src.mask)[..., None].float()], dim=-1).permute(0, 3, 1, 2)
         seen = F.grid_sample(src_planes, grid, mode="nearest", padding_mode="zeros", align_corners=False)
-        agree = (seen[:, :3] - target_pass).abs().amax(1) <= MATCH_TOLERANCE
-        inside = (grid.abs() <= 1).all(-1)
-        valid = ((face & agree) | (mouth & (seen[:, 3] > 0.5))) & inside
-        warped = warped * valid[:, None]
+        seen = seen.view(n, k, 4, self.height, self.width)
+        agree = (seen[:, :, :3] - target_pass[:, None]).abs().amax(2) <= MATCH_TOLERANCE
+        inside = (grid.abs() <= 1).all(-1).view(n, k, self.height, self.width)
+        valid = ((face[:, None] & agree) | (mouth[:, None] & (seen[:, :, 3] > 0.5))) & inside
+        warped = warped.view(n, k, 3, self.height, self.width) * valid[:, :, None]
         return Warped(warped, valid.float(), flow)
+
+    def __call__(self, target: torch.Tensor, source: torch.Tensor, frames: torch.Tensor) -> Warped:
+        """Warp ``frames`` (N, 3, H, W) in [0, 1], shown with the source vertices (N, V, 3), into
+        the target vertices' pose and expression."""
+        out = self.warp_slots(target, source[:, None], frames[:, None])
+        return Warped(out.frames[:, 0], out.valid[:, 0], out.flow[:, 0])
