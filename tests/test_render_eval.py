@@ -12,7 +12,7 @@ import numpy as np
 
 from steadytalk_backend.avatar.video import read_frames
 from steadytalk_backend.cli import main
-from steadytalk_backend.evaluation.render import sharpness_ratio
+from steadytalk_backend.evaluation.render import detail_correlation, sharpness_ratio
 from steadytalk_backend.render.s2a_person import train_s2a
 
 
@@ -85,3 +85,24 @@ def test_sharpness_ratio_is_one_for_the_real_frames_and_lower_when_blurred(share
     outside = real.copy()
     outside[:, :100] = cv2.GaussianBlur(np.ascontiguousarray(real[0, :100]), (0, 0), 3.0)
     assert sharpness_ratio(outside, real, masks) == 1.0
+
+
+def test_detail_correlation_tells_real_detail_from_blur_and_from_noise(shared_data):
+    frames = []
+    for frame in read_frames(shared_data / "video" / "grid_s1_val" / "bragzp.mpg"):
+        frames.append(frame)
+        if len(frames) == 6:
+            break
+    real = np.stack(frames)
+    masks = np.zeros(real.shape[:3], dtype=bool)
+    masks[:, 150:250, 120:240] = True
+    assert abs(detail_correlation(real, real, masks) - 1.0) < 1e-9
+    blurred = np.stack([cv2.GaussianBlur(f, (0, 0), 1.5) for f in real])
+    # Noise as strong as the real detail: the sharpness ratio calls it sharp, this does not.
+    rng = np.random.default_rng(0)
+    noisy = np.clip(blurred + rng.normal(0, 6, blurred.shape), 0, 255).astype(np.uint8)
+    assert sharpness_ratio(noisy, real, masks) > 0.8
+    assert detail_correlation(noisy, real, masks) < 0.5 * detail_correlation(blurred, real, masks) + 0.2
+    assert 0 < detail_correlation(blurred, real, masks) < 0.9
+    # The same detail 2 px off is not in the right place.
+    assert detail_correlation(np.roll(real, 2, axis=2), real, masks) < 0.5
