@@ -142,3 +142,13 @@ def test_colour_matching_removes_a_lighting_offset_measured_around_the_erased_re
     assert matched[..., :8].abs().max() == 0  # invalid pixels stay empty
     # No known pixels around the region: nothing to measure, the frame is left as it is.
     assert torch.equal(match_colour(warped, valid * 0, background, erased, band=8), warped * 0)
+
+
+def test_the_separable_dilation_is_the_square_max_pool():
+    import torch.nn.functional as F
+
+    from steadytalk_backend.render.data import dilate
+
+    mask = (torch.rand(3, 64, 80, generator=torch.Generator().manual_seed(1)) > 0.97).float()
+    for radius in (1, 5, 16):
+        assert torch.equal(dilate(mask, radius), F.max_pool2d(mask[:, None], 2 * radius + 1, 1, radius)[:, 0])

@@ -284,7 +284,7 @@ class Conditioner:
         # The erased region covers the wanted mouth and the background's own mouth, so no trace
         # of the background's mouth survives whatever the new expression.
         mouth = (shape_mouth | background_mouth.bool()).float()
-        mouth = F.max_pool2d(mouth[:, None], 2 * self.margin + 1, stride=1, padding=self.margin)[:, 0]
+        mouth = dilate(mouth, self.margin)
         if augment:
             mouth = augment_masks(mouth, draw_augmentation(len(mouth), self.size, self.erosion, generator))
         eyes, attention = self.eye_regions(screen, coefficients[:, list(BLINK)])
@@ -323,6 +323,15 @@ class Conditioner:
         return planes
 
 
+def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """(N, H, W) -> the maximum over the (2r + 1)-pixel square around each pixel, as a row pass
+    then a column pass: the same result as one square max-pool at a fraction of its cost (a
+    33 px square pool was most of a textured frame's render time)."""
+    k = 2 * radius + 1
+    rows = F.max_pool2d(mask[:, None], (1, k), stride=1, padding=(0, radius))
+    return F.max_pool2d(rows, (k, 1), stride=1, padding=(radius, 0))[:, 0]
+
+
 def match_colour(
     warped: torch.Tensor, valid: torch.Tensor, background: torch.Tensor, erased: torch.Tensor, band: int
 ) -> torch.Tensor:
@@ -330,7 +339,7 @@ def match_colour(
     over the band of ``band`` px around the erased region, where the target is known and the warp
     valid: another moment of the video is lit a little differently (head turned, light moved),
     and a copied mouth must not sit on the face like a sticker. Pixels not valid stay 0."""
-    near = F.max_pool2d(erased[:, None], 2 * band + 1, stride=1, padding=band)[:, 0] > 0
+    near = dilate(erased, band) > 0
     ring = (near & (erased < 0.5) & (valid > 0.5)).to(warped.dtype)[:, None]
     count = ring.sum((2, 3))
     offset = ((background - warped) * ring).sum((2, 3)) / count.clamp_min(1.0)
