@@ -66,15 +66,21 @@ def test_eval_render_reports_figures_ablations_and_a_contact_sheet(trained_avata
     assert "PSNR" in printed and "ablation: full" in printed
 
 
-def test_sharpness_ratio_is_one_for_the_real_frames_and_lower_when_blurred(shared_data):
+def _lower_faces(shared_data, clip: str) -> tuple[np.ndarray, np.ndarray]:
+    """The first 6 frames of a held-out GRID clip and the lower face of GRID's framing."""
     frames = []
-    for frame in read_frames(shared_data / "video" / "grid_s1_val" / "bgbb2p.mpg"):
+    for frame in read_frames(shared_data / "video" / "grid_s1_val" / f"{clip}.mpg"):
         frames.append(frame)
         if len(frames) == 6:
             break
     real = np.stack(frames)
     masks = np.zeros(real.shape[:3], dtype=bool)
-    masks[:, 150:250, 120:240] = True  # the lower face of GRID's framing
+    masks[:, 150:250, 120:240] = True
+    return real, masks
+
+
+def test_sharpness_ratio_is_one_for_the_real_frames_and_lower_when_blurred(shared_data):
+    real, masks = _lower_faces(shared_data, "bgbb2p")
     assert sharpness_ratio(real, real, masks) == 1.0
     ratios = [
         sharpness_ratio(np.stack([cv2.GaussianBlur(f, (0, 0), sigma) for f in real]), real, masks)
@@ -88,14 +94,7 @@ def test_sharpness_ratio_is_one_for_the_real_frames_and_lower_when_blurred(share
 
 
 def test_detail_correlation_tells_real_detail_from_blur_and_from_noise(shared_data):
-    frames = []
-    for frame in read_frames(shared_data / "video" / "grid_s1_val" / "bragzp.mpg"):
-        frames.append(frame)
-        if len(frames) == 6:
-            break
-    real = np.stack(frames)
-    masks = np.zeros(real.shape[:3], dtype=bool)
-    masks[:, 150:250, 120:240] = True
+    real, masks = _lower_faces(shared_data, "bragzp")
     assert abs(detail_correlation(real, real, masks) - 1.0) < 1e-9
     blurred = np.stack([cv2.GaussianBlur(f, (0, 0), 1.5) for f in real])
     # Noise as strong as the real detail: the sharpness ratio calls it sharp, this does not.
