@@ -32,6 +32,10 @@ MIN_PIECE_SECONDS = 6.0
 MIN_CUT_GAP_SECONDS = 0.3
 # Words the recognizer gives less confidence than this may have been misheard at their onset.
 UNCERTAIN_WORD = 0.6
+# A piece whose recognized words do not align is retried on its runs of at least this many
+# confident words: one misheard phrase must not cost the lips of a whole sentence.
+MIN_CONFIDENT_RUN = 3
+RUN_MARGIN_SECONDS = 0.15
 
 
 @dataclass
@@ -50,6 +54,7 @@ class _Piece:
     samples: np.ndarray
     start: float
     aligned: Future | None  # None: decode as phones
+    words: list[RecognizedWord] = field(default_factory=list)  # the recognized words inside
 
 
 def quiet_cut(buffer: np.ndarray, chunk_samples: int, search: int) -> int:
@@ -177,7 +182,7 @@ class UntypedDecoder:
             uncertain = [s for w in inside if w.probability < UNCERTAIN_WORD for s in normalize_transcript(w.text)]
             samples = segment[a:b]
             aligned = self.pool.submit(samples, spoken, lo, uncertain) if spoken and self.pool is not None else None
-            pieces.append(_Piece(samples, lo, aligned))
+            pieces.append(_Piece(samples, lo, aligned, inside))
             piece_start[0] = piece_end
 
         def unaligned() -> list[RecognizedWord]:
@@ -218,12 +223,68 @@ class UntypedDecoder:
                     phones += aligned.phones
                     out.aligned_chunks += 1
                     continue
+                runs = self._confident_runs(piece)
+                if runs is not None:
+                    phones += runs
+                    out.aligned_chunks += 1
+                    out.warnings.append(
+                        f"{_fmt(piece.start)}-{_fmt(end)}: the recognized words did not align ({problem}); "
+                        "aligned the confidently heard words and used phone recognition between them."
+                    )
+                    continue
                 out.warnings.append(
                     f"{_fmt(piece.start)}-{_fmt(end)}: the recognized words did not align ({problem}); "
                     "used phone recognition there."
                 )
-            if peak_dbfs(piece.samples) < self.silence_peak_dbfs:
-                phones.append(Phone(SILENCE, piece.start, end))
-            else:
-                phones += self.phonetizer.recognize(piece.samples, offset=piece.start)
+            phones += self._phones(piece.samples, piece.start)
         return phones
+
+    def _phones(self, samples: np.ndarray, start: float) -> list[Phone]:
+        end = start + len(samples) / SAMPLE_RATE
+        if len(samples) < HOP * 5 or peak_dbfs(samples) < self.silence_peak_dbfs:
+            return [Phone(SILENCE, start, end)] if end > start else []
+        return self.phonetizer.recognize(samples, offset=start)
+
+    def _confident_runs(self, piece: _Piece) -> list[Phone] | None:
+        """The piece again, its runs of confidently recognized words aligned one by one and
+        phone recognition between them; None when no run aligns (or there is none)."""
+        runs: list[list[RecognizedWord]] = [[]]
+        for word in piece.words:
+            if word.probability >= UNCERTAIN_WORD:
+                runs[-1].append(word)
+            elif runs[-1]:
+                runs.append([])
+        runs = [r for r in runs if len(r) >= MIN_CONFIDENT_RUN]
+        if not runs or self.pool is None:
+            return None
+        end = piece.start + len(piece.samples) / SAMPLE_RATE
+        bounds = []
+        for i, run in enumerate(runs):
+            lo = max(piece.start if i == 0 else bounds[-1][1], run[0].start - RUN_MARGIN_SECONDS)
+            after = runs[i + 1][0].start if i + 1 < len(runs) else end
+            bounds.append((lo, min(after, run[-1].end + RUN_MARGIN_SECONDS, end)))
+
+        def cut(lo: float, hi: float) -> np.ndarray:
+            a, b = (int(round((t - piece.start) * SAMPLE_RATE)) for t in (lo, hi))
+            return piece.samples[max(a, 0) : max(b, 0)]
+
+        futures = []
+        for run, (lo, hi) in zip(runs, bounds, strict=True):
+            spoken = [s for w in run for s in normalize_transcript(w.text)]
+            futures.append(self.pool.submit(cut(lo, hi), spoken, lo))
+        phones: list[Phone] = []
+        cursor, aligned = piece.start, 0
+        for future, (lo, hi) in zip(futures, bounds, strict=True):
+            phones += self._phones(cut(cursor, lo), cursor)
+            try:
+                result = future.result()
+            except Exception:  # noqa: BLE001 - a worker process died: phones for this run
+                result = Aligned(None, "the alignment worker failed")
+            if result.phones and not self.implausible(result.phones, frame_energy_db(cut(lo, hi))):
+                phones += result.phones
+                aligned += 1
+            else:
+                phones += self._phones(cut(lo, hi), lo)
+            cursor = hi
+        phones += self._phones(cut(cursor, end), cursor)
+        return phones if aligned else None
