@@ -180,7 +180,9 @@ def test_aligner_processes_give_what_aligning_here_gives(demo_wav):
     finally:
         pooled.close()
         here.close()
-    assert a.mode == b.mode == "recognized" and not a.warnings
+    # The same warnings too (none where every recognized word aligns; on CPUs where tiny.en
+    # mishears the demo, both retry the same confident runs).
+    assert a.mode == b.mode == "recognized" and a.warnings == b.warnings
     assert [(p.phone, round(p.start, 3), p.word) for p in a.phones] == [
         (p.phone, round(p.start, 3), p.word) for p in b.phones
     ]
