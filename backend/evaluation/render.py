@@ -115,14 +115,20 @@ def laplacian_variance(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """(T, H, W, 3) uint8 frames, (T, H, W) bool regions -> (T,) variance of the Laplacian of
     the grey image inside each region: the standard focus measure (Pech-Pacheco et al. 2000);
     a blurred region has less of it."""
-    import cv2
 
     values = np.zeros(len(frames))
     for t, (frame, mask) in enumerate(zip(frames, masks, strict=True)):
         if mask.any():
-            grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float64)
-            values[t] = cv2.Laplacian(grey, cv2.CV_64F, ksize=1)[mask].var()
+            values[t] = _laplacian(frame)[mask].var()
     return values
+
+
+def _laplacian(frame: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 -> the Laplacian of its grey image (float64): the one fine-detail map both
+    focus measures read."""
+    import cv2
+
+    return cv2.Laplacian(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float64), cv2.CV_64F, ksize=1)
 
 
 def sharpness_ratio(output: np.ndarray, real: np.ndarray, masks: np.ndarray) -> float:
@@ -139,16 +145,12 @@ def detail_correlation(output: np.ndarray, real: np.ndarray, masks: np.ndarray) 
     ratio cannot tell lip texture from a grid of noise (both raise the variance); this can:
     1.0 is the real frame's own detail, a blurred copy keeps a part of it, noise or invented
     texture adds nothing, an absent one gives 0."""
-    import cv2
 
     num, out_energy, real_energy = 0.0, 0.0, 0.0
     for a, b, mask in zip(output, real, masks, strict=True):
         if not mask.any():
             continue
-        la, lb = (
-            cv2.Laplacian(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float64), cv2.CV_64F, ksize=1)[mask]
-            for x in (a, b)
-        )
+        la, lb = _laplacian(a)[mask], _laplacian(b)[mask]
         la, lb = la - la.mean(), lb - lb.mean()
         num += float(la @ lb)
         out_energy += float(la @ la)
